@@ -1,0 +1,278 @@
+"""Wires the load model into Locust through its own event hooks (``register(events)`` from the locustfile).
+
+Roles:
+* worker — records wait in a :class:`RecordBuffer` and are shipped to the master every second
+  (custom message ``llm_records``) and once more with every stats report (``report_to_master``);
+* master / single process — checks the target, warms it up, owns the run folder: the stage timeline
+  (``stages.csv``), the record sink (``requests.csv``), ``run.json``, and the live progress line.
+
+On Ctrl-C/SIGTERM the users still in a request are cut short at once (recorded as ``cut_short``),
+the records that made it are written, and the exit code is 130.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import gevent
+import locust
+from locust.runners import MasterRunner, WorkerRunner
+
+from ollama_locust import __version__
+from scenarios import options, plans, preflight, progress, run_folder, schema
+from scenarios.records import RecordBuffer, RecordSink
+from scenarios.shapes import ShapeController
+from scenarios.timeline import StageTimeline
+
+logger = logging.getLogger(__name__)
+
+SHIP_INTERVAL_S = 1.0
+FLUSH_INTERVAL_S = 1.0
+PROGRESS_INTERVAL_S = 5.0
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr, exit 2 (no traceback)."""
+    sys.stderr.write(f"ollama-locust: {message}\n")
+    sys.stderr.flush()
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def redact_url(url: str | None) -> str | None:
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def build_plan(environment) -> list[plans.Stage] | None:
+    shape = options.get(environment, "shape")
+    if shape == "none":
+        return None
+    users = plans.parse_users(options.get(environment, "steps"))
+    step_time = plans.parse_duration(options.get(environment, "step_time"), "--step-time")
+    settle = plans.parse_duration(options.get(environment, "settle"), "--settle")
+    if shape == "step":
+        return plans.step_plan(users, step_time, settle, options.get(environment, "step_spawn_rate"))
+    if shape == "ramp":
+        return plans.ramp_plan(users, step_time)
+    period = options.get(environment, "burst_period")
+    base, burst = users[0], (users[1] if len(users) > 1 else users[0])
+    return plans.burst_plan(base, burst, period, min(step_time, period / 2), max(1, len(users)))
+
+
+class RunRecorder:
+    """Master / single-process side of one run."""
+
+    def __init__(self, environment):
+        self.environment = environment
+        self.runner = environment.runner
+        self.plan = build_plan(environment)
+        label = options.get(environment, "label")
+        self.path = run_folder.prepare(options.get(environment, "run_dir") or run_folder.default_path(label))
+        self.timeline = StageTimeline(f"{self.path}/{schema.STAGES_FILE}")
+        self.sink = RecordSink(f"{self.path}/{schema.REQUESTS_FILE}", self.timeline)
+        self.controller: ShapeController | None = None
+        self.interrupted = False
+        self.closed = False
+        self.workers_seen: set[str] = set()
+        self.info = {
+            "label": label,
+            "host": redact_url(environment.host),
+            "model": options.get(environment, "model"),
+            "api": options.get(environment, "api"),
+            "user_classes": sorted(cls.__name__ for cls in environment.user_classes),
+            "shape": None if self.plan is None else options.get(environment, "shape"),
+            "steps": [] if self.plan is None else [stage.users for stage in self.plan],
+            "step_time_s": None if self.plan is None else self.plan[0].duration_s,
+            "settle_s": None if self.plan is None else self.plan[0].settle_s,
+            "slo": {"p95_ms": options.get(environment, "slo_p95") or None, "min_success": options.get(environment, "min_success")},
+            "workers": 0,
+            "missing_workers": [],
+            "started_at": time.time(),
+            "ended_at": None,
+            "interrupted": False,
+            "stopped_on_failure": None,
+            "server_version": None,
+            "tool_version": __version__,
+            "locust_version": locust.__version__,
+            "command": [a for a in sys.argv],
+            "options": options.values(environment.parsed_options),
+            "warmup": None,
+            "simulator": None,
+            "run_dir": self.path,
+        }
+        self.write_info()
+
+    def write_info(self) -> None:
+        run_folder.write_json(f"{self.path}/{schema.RUN_FILE}", self.info)
+
+    def check_target(self) -> None:
+        environment = self.environment
+        if not environment.host:
+            raise preflight.PreflightError("no target host: give --host (e.g. http://127.0.0.1:11434)")
+        key = preflight.api_key(options.get(environment, "api_key_env"))
+        model, api = options.get(environment, "model"), options.get(environment, "api")
+        target = preflight.check_target(environment.host, model, api, key=key)
+        self.info["server_version"] = target.server_version
+        if not options.get(environment, "skip_warmup"):
+            self.info["warmup"] = preflight.warm_up(environment.host, model, api, key=key,
+                                                    timeout=options.get(environment, "request_timeout"))
+        self.write_info()
+
+    def start_shape(self) -> None:
+        environment = self.environment
+        parsed = environment.parsed_options
+        run_time = getattr(parsed, "run_time", None) if parsed else None
+        slo = options.get(environment, "slo_p95") or None
+        self.controller = ShapeController(
+            self.plan, self.timeline, self.sink.tallies,
+            common_users=(getattr(parsed, "num_users", None) or 1) if parsed else 1,
+            common_spawn_rate=(getattr(parsed, "spawn_rate", None) or 1) if parsed else 1,
+            run_time_s=run_time or None,
+            stop_on_failure=options.get(environment, "stop_on_failure"),
+            min_success=options.get(environment, "min_success"),
+            slo_p95_ms=slo,
+            drain_timeout_s=options.get(environment, "drain_timeout"),
+            user_count=lambda: self.runner.user_count,
+        )
+        environment.llm_shape = self.controller
+
+    def flush_loop(self) -> None:
+        while not self.closed:
+            gevent.sleep(FLUSH_INTERVAL_S)
+            self.sink.flush()
+
+    def progress_loop(self) -> None:
+        while not self.closed:
+            gevent.sleep(PROGRESS_INTERVAL_S)
+            controller = self.controller
+            span = self.timeline.current
+            if controller is None or span is None or controller.drain_started_at is not None:
+                continue
+            left = None
+            if self.plan is not None and controller.started_at is not None:
+                left = plans.total_duration(self.plan) - (time.time() - controller.started_at)
+            line = progress.progress_line(span.stage, len(self.plan) if self.plan else None, span.users,
+                                          self.sink.tallies.get(span.stage), left, self.runner.user_count)
+            print(line, flush=True)
+
+    def on_worker_records(self, records) -> None:
+        if records:
+            self.sink.add_many(records)
+
+    def finish(self) -> None:
+        """Stop what still runs, write every record that arrived, close the run folder."""
+        if self.closed:
+            return
+        controller = self.controller
+        self.interrupted = controller is None or not controller.finished
+        if self.interrupted:
+            self.environment.stop_timeout = 0  # users still in a request are cut short, now
+            if isinstance(self.runner, MasterRunner):
+                for client in self.runner.clients.all:
+                    self.runner.send_message("llm_abort", None, client.id)
+                gevent.sleep(SHIP_INTERVAL_S + 0.5)
+            else:
+                self.runner.stop()
+        if isinstance(self.runner, MasterRunner):
+            self.info["workers"] = max(self.info["workers"], len(self.workers_seen))
+            self.info["missing_workers"] = sorted({c.id for c in self.runner.clients.missing})
+        self.timeline.finish(time.time())
+        self.closed = True
+        self.sink.close()
+        self.info.update(ended_at=time.time(), interrupted=self.interrupted, requests=self.sink.total)
+        if controller is not None and controller.failed_stage is not None:
+            self.info["stopped_on_failure"] = {"stage": controller.failed_stage, "reason": controller.failure_reason}
+        self.write_info()
+        if self.interrupted:
+            self.environment.process_exit_code = EXIT_INTERRUPTED
+        print(f"{progress.PREFIX} run folder: {self.path} ({self.sink.total} requests)", flush=True)
+
+
+def _setup_worker(environment) -> None:
+    buffer = RecordBuffer()
+    environment.llm_records = buffer
+    runner = environment.runner
+
+    def ship_loop() -> None:
+        while True:
+            gevent.sleep(SHIP_INTERVAL_S)
+            if len(buffer):
+                try:
+                    runner.send_message("llm_records", buffer.drain())
+                except Exception as error:  # a lost connection: Locust reconnects; keep going
+                    logger.warning("could not ship records to the master: %s", error)
+
+    def on_report(client_id, data, **_kw) -> None:
+        data["llm_records"] = buffer.drain()
+
+    def on_abort(environment, msg, **_kw) -> None:
+        environment.stop_timeout = 0
+        environment.runner.stop()
+        runner.send_message("llm_records", buffer.drain())
+
+    environment.events.report_to_master.add_listener(on_report)
+    runner.register_message("llm_abort", on_abort)
+    gevent.spawn(ship_loop)
+
+
+def _setup_master_or_local(environment) -> RunRecorder:
+    try:
+        recorder = RunRecorder(environment)
+    except (plans.PlanError, run_folder.RunFolderError) as error:
+        fail(str(error))
+    environment.llm_run = recorder
+    runner = environment.runner
+    headless = bool(environment.parsed_options and environment.parsed_options.headless)
+    if isinstance(runner, MasterRunner):
+        runner.register_message("llm_records", lambda environment, msg, **_kw: recorder.on_worker_records(msg.data))
+        environment.events.worker_report.add_listener(
+            lambda client_id, data, **_kw: recorder.on_worker_records(data.get("llm_records")))
+        environment.events.worker_connect.add_listener(lambda client_id, **_kw: recorder.workers_seen.add(client_id))
+    else:
+        environment.llm_records = recorder.sink
+    if headless and not options.get(environment, "skip_preflight"):
+        try:
+            recorder.check_target()
+        except preflight.PreflightError as error:
+            fail(str(error))
+    if recorder.plan is not None and not environment.stop_timeout:
+        environment.stop_timeout = options.get(environment, "drain_timeout")
+    recorder.start_shape()
+
+    def on_test_start(environment, **_kw) -> None:
+        if not headless and not options.get(environment, "skip_preflight"):
+            try:
+                recorder.check_target()
+            except preflight.PreflightError as error:
+                logger.error("ollama-locust: %s", error)
+
+    environment.events.test_start.add_listener(on_test_start)
+    environment.events.quitting.add_listener(lambda environment, **_kw: recorder.finish())
+    gevent.spawn(recorder.flush_loop)
+    if headless:
+        gevent.spawn(recorder.progress_loop)
+    return recorder
+
+
+def on_init(environment, runner=None, **_kw) -> None:
+    if environment.runner is None:  # library use without a runner: nothing to record into
+        return
+    if isinstance(environment.runner, WorkerRunner):
+        _setup_worker(environment)
+    else:
+        _setup_master_or_local(environment)
+
+
+def register(events) -> None:
+    events.init_command_line_parser.add_listener(options.register)
+    events.init.add_listener(on_init)

@@ -1,0 +1,35 @@
+"""The live progress line of a headless run (master or single process).
+
+Printed to stdout with a fixed prefix, so ``ollama-locust step`` can show it while Locust's own log
+goes to the run folder.
+"""
+
+from __future__ import annotations
+
+from scenarios import schema
+from scenarios.records import StageTally
+
+PREFIX = "[ollama-locust]"
+
+
+def _seconds(ms: float | None) -> str:
+    return "n/a" if ms is None else f"{ms / 1000:.2f}s"
+
+
+def progress_line(stage_index: int | None, stage_count: int | None, users: int, tally: StageTally | None,
+                  time_left_s: float | None, in_flight_users: int) -> str:
+    parts = []
+    if stage_index is not None:
+        of = f"/{stage_count}" if stage_count else ""
+        parts.append(f"step {stage_index + 1}{of}: {users} users ({in_flight_users} running)")
+    else:
+        parts.append(f"{in_flight_users} users running")
+    tally = tally or StageTally()
+    counted = tally.counted
+    failures = ", ".join(f"{tally.outcomes[o]} {o}" for o in schema.FAILURE_OUTCOMES if tally.outcomes[o])
+    parts.append(f"{counted} requests" + (f" ({failures})" if failures else ", no failures"))
+    parts.append(f"p50 {_seconds(tally.percentile(tally.ok_e2e_ms, 50))} p95 {_seconds(tally.percentile(tally.ok_e2e_ms, 95))}")
+    parts.append(f"TTFT p50 {_seconds(tally.percentile(tally.ttft_ms, 50))}")
+    if time_left_s is not None:
+        parts.append(f"{max(time_left_s, 0):.0f}s left")
+    return f"{PREFIX} " + " | ".join(parts)
