@@ -1,0 +1,230 @@
+"""One streamed LLM request, from the request bytes to a finished record: the shared driver.
+
+:func:`exchange` sends one request on a :class:`~scenarios.clients.transport.Connection`, reads the
+reply into a decoder (``scenarios.clients.streams``), bounds it with two ``gevent.Timeout``s (first
+token, whole request), classifies the outcome and fills the record's metrics through
+:mod:`scenarios.metrics`. It never lets an ``Exception`` escape: every failure becomes an outcome.
+
+A ``BaseException`` that is not ours (``GreenletExit`` when Locust stops the user, a foreign
+``gevent.Timeout``, ``KeyboardInterrupt``) is re-raised after the record was completed as ``cut_short``;
+the record travels on the exception as ``exc.llm_record`` so the user can still report it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import gevent
+
+from scenarios import metrics, schema
+from scenarios.clients.streams import Decoder, StreamError, error_text
+from scenarios.clients.transport import Connection, TransportError
+
+ERROR_BODY_LIMIT = 64 * 1024
+_perf = time.perf_counter
+
+RECORD_FIELDS = ("api", "model", "start_time", "outcome", "http_status", "ttft_ms", "e2e_ms", "itl_ms",
+                 "output_tokens", "tokens_estimated", "prompt_tokens", "tokens_per_s", "load_ms",
+                 "prompt_eval_ms", "eval_ms", "server_total_ms", "queue_wait_ms", "done_reason", "error",
+                 "request_id")
+
+
+def new_record(api: str, model: str, request_id: str) -> dict:
+    """A record with every column a client measures, all unmeasured (None)."""
+    record = dict.fromkeys(RECORD_FIELDS)
+    record.update(api=api, model=model, request_id=request_id, http_status=0)
+    return record
+
+
+def classify_status(status: int) -> str:
+    """The outcome of a non-2xx status: rejected for 429/503 ('busy'), http_error otherwise."""
+    return schema.REJECTED if status in (429, 503) else schema.HTTP_ERROR
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _looks_html(content_type: str, body: bytes) -> bool:
+    if content_type in ("text/html", "application/xhtml+xml"):
+        return True
+    head = body[:200].lstrip().lower()
+    return head.startswith(b"<!doctype html") or head.startswith(b"<html")
+
+
+def error_message(status: int, content_type: str, body: bytes, path: str) -> str:
+    """One line for a non-2xx reply: the server's own error text when it gave one."""
+    if _looks_html(content_type, body):
+        return f"HTTP {status}: the server answered an HTML page for {path}, not the LLM API (check --host / --gateway-path)"
+    text = body.decode("utf-8", "replace").strip()
+    if text.startswith("{"):
+        try:
+            import orjson
+
+            obj = orjson.loads(body)
+            if isinstance(obj, dict) and obj.get("error"):
+                text = error_text(obj["error"])
+        except ValueError:
+            pass
+    return _one_line(f"HTTP {status}: {text}" if text else f"HTTP {status}")
+
+
+def fill_metrics(record: dict, t_sent: float, t_end: float, decoder: Decoder | None) -> None:
+    """Compute the record's metrics (scenarios.metrics) from the decoder's raw facts."""
+    record["e2e_ms"] = metrics.e2e_ms(t_sent, t_end)
+    if decoder is None:
+        return
+    if decoder.streamed:
+        record["ttft_ms"] = metrics.ttft_ms(t_sent, decoder.t_first)
+        record["itl_ms"] = metrics.itl_ms(decoder.t_first, decoder.t_last, decoder.chunks)
+    if decoder.streamed or decoder.completion_tokens is not None:
+        tokens, estimated = metrics.output_tokens(decoder.completion_tokens, decoder.chunks)
+        record["output_tokens"] = tokens
+        record["tokens_estimated"] = estimated
+    record["prompt_tokens"] = decoder.prompt_tokens
+    record["tokens_per_s"] = metrics.tokens_per_s(record["output_tokens"], record["e2e_ms"], record["ttft_ms"])
+    record["done_reason"] = decoder.done_reason
+    if decoder.final is not None:
+        record.update(metrics.server_split(decoder.final))
+
+
+def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: dict,
+             choose_decoder, first_token_timeout: float, request_timeout: float) -> str:
+    """Send one request and read its reply; fill ``record``; return the reply text ('' on failure).
+
+    ``choose_decoder(content_type)`` returns a decoder for the reply, or a string: the outcome
+    ``invalid`` with that message (e.g. an HTML page where a stream was expected).
+    """
+    total = gevent.Timeout(request_timeout) if request_timeout and request_timeout > 0 else None
+    first = gevent.Timeout(first_token_timeout) if first_token_timeout and first_token_timeout > 0 else None
+    decoder: Decoder | None = None
+    response = None
+    record["start_time"] = time.time()
+    t_sent = _perf()
+    t_end = t_sent
+    try:
+        if total is not None:
+            total.start()
+        if first is not None:
+            first.start()
+        response = conn.request("POST", path, body, headers)
+        record["http_status"] = status = response.status
+        if not 200 <= status < 300:
+            content_type = response.content_type
+            raw = response.read_all(ERROR_BODY_LIMIT)
+            t_end = _perf()
+            response.release()
+            record["outcome"] = classify_status(status)
+            record["error"] = error_message(status, content_type, raw, path)
+            return ""
+        chosen = choose_decoder(response.content_type)
+        if isinstance(chosen, str):
+            t_end = _perf()
+            response.abandon()
+            record["outcome"] = schema.INVALID
+            record["error"] = chosen
+            return ""
+        decoder = chosen
+        waiting_first = first is not None
+        read = response.read
+        feed = decoder.feed
+        while True:
+            data = read()
+            now = _perf()
+            if not data:
+                t_end = now
+                decoder.eof()
+                break
+            if feed(data, now):
+                t_end = now
+                break
+            if waiting_first and decoder.t_first is not None:
+                first.cancel()
+                waiting_first = False
+        if first is not None:
+            first.cancel()
+        if total is not None:
+            total.cancel()
+        if decoder.streamed and not response.complete:
+            _drain(response)
+        else:
+            response.release()
+        fill_metrics(record, t_sent, t_end, decoder)
+        if decoder.chunks == 0:
+            record["outcome"] = schema.EMPTY
+            record["error"] = "the reply had no content"
+            return ""
+        record["outcome"] = schema.OK
+        return decoder.text
+    except gevent.Timeout as exc:
+        if exc is not total and exc is not first:
+            _cut_short(record, t_sent, decoder, conn, exc)
+            raise
+        t_end = _perf()
+        conn.close()
+        fill_metrics(record, t_sent, t_end, decoder)
+        record["outcome"] = schema.TIMEOUT
+        if exc is first:
+            record["error"] = f"no first token within {first_token_timeout:g}s (--first-token-timeout)"
+        else:
+            record["error"] = f"reply not finished within {request_timeout:g}s (--request-timeout)"
+        return ""
+    except TransportError as exc:
+        t_end = _perf()
+        conn.close()
+        fill_metrics(record, t_sent, t_end, decoder)
+        record["outcome"] = schema.HTTP_ERROR if exc.before_status else schema.STREAM_ERROR
+        record["error"] = _one_line(str(exc))
+        return ""
+    except StreamError as exc:
+        t_end = _perf()
+        conn.close()
+        fill_metrics(record, t_sent, t_end, decoder)
+        record["outcome"] = schema.STREAM_ERROR
+        record["error"] = _one_line(str(exc))
+        return ""
+    except Exception as exc:  # a bug or an unexpected library error: still one record, never an escape
+        t_end = _perf()
+        conn.close()
+        fill_metrics(record, t_sent, t_end, decoder)
+        record["outcome"] = schema.STREAM_ERROR if record["http_status"] else schema.HTTP_ERROR
+        record["error"] = _one_line(f"{type(exc).__name__}: {exc}")
+        return ""
+    except BaseException as exc:
+        _cut_short(record, t_sent, decoder, conn, exc)
+        raise
+    finally:
+        if first is not None:
+            first.close()
+        if total is not None:
+            total.close()
+
+
+def _drain(response) -> None:
+    """The end marker arrived but not the end of the HTTP message (the last chunk of a chunked body):
+    read it so the connection can be reused; anything unexpected drops the connection instead."""
+    try:
+        with gevent.Timeout(1.0, False):
+            while response.read():
+                pass
+        if response.complete:
+            response.release()
+            return
+    except TransportError:
+        pass
+    response.abandon()
+
+
+def _cut_short(record: dict, t_sent: float, decoder, conn: Connection, exc: BaseException) -> None:
+    conn.close()
+    try:
+        fill_metrics(record, t_sent, _perf(), decoder)
+    except Exception:
+        pass
+    record["outcome"] = schema.CUT_SHORT
+    record["error"] = f"stopped while running ({type(exc).__name__})"
+    try:
+        exc.llm_record = record
+    except (AttributeError, TypeError):
+        pass

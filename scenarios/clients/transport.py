@@ -1,0 +1,260 @@
+"""A small HTTP/1.1 transport for streaming replies under gevent: one keep-alive connection per user.
+
+Why not Locust's HttpUser/FastHttpUser, requests or httpx (measured, see docs/load-model.md): Locust's
+timer stops at the headers; FastHttpUser's ``iter_content``/``iter_lines`` wait for a whole block and
+report TTFT late; httpx under gevent costs about 3x the CPU per line. This transport writes the request
+itself and parses the response with geventhttpclient's C parser (llhttp, which also undoes chunked
+transfer encoding), reading up to 64 KiB per ``recv``: every line already in the socket buffer costs no
+extra syscall, and a line is seen the moment its bytes arrive. It has no timeouts of its own besides
+the connect timeout: the caller bounds a whole request with ``gevent.Timeout`` (first token, total).
+
+Errors are mapped here, at the boundary, to :class:`TransportError` with ``before_status`` telling
+whether a status line had arrived (``http_error``) or not yet (a dropped stream is a ``stream_error``).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket as _stdlib_socket
+from urllib.parse import urlsplit
+
+import gevent
+import gevent.socket
+import gevent.ssl
+from geventhttpclient._parser import HTTPParseError
+from geventhttpclient.response import HTTPResponse
+
+RECV_SIZE = 65536
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+
+class TransportError(Exception):
+    """The connection failed. ``before_status``: no HTTP status had arrived yet."""
+
+    def __init__(self, message: str, before_status: bool = True):
+        super().__init__(message)
+        self.before_status = before_status
+
+
+class _Parser(HTTPResponse):
+    """geventhttpclient's response parser, with the decoded body collected in ``body``."""
+
+    def __init__(self, method: str):
+        super().__init__(method=method)
+        self.body = bytearray()
+
+    def _on_body(self, buf) -> None:  # called by the C parser for every piece of decoded body
+        self.body += buf
+
+
+class Response:
+    """A response whose headers have arrived; the body is read piece by piece with :meth:`read`."""
+
+    __slots__ = ("status", "headers", "_conn", "_sock", "_parser", "_eof")
+
+    def __init__(self, conn: "Connection", sock, parser: _Parser):
+        self._conn = conn
+        self._sock = sock
+        self._parser = parser
+        self._eof = False
+        self.status = parser.get_code()
+        self.headers = {key.lower(): value for key, value in parser.items()}
+
+    @property
+    def content_type(self) -> str:
+        value = self.headers.get("content-type", "")
+        return value.split(";", 1)[0].strip().lower() if isinstance(value, str) else ""
+
+    @property
+    def complete(self) -> bool:
+        """The whole HTTP message has been received."""
+        return self._parser.message_complete
+
+    def read(self) -> bytes:
+        """The next piece of decoded body (whatever is there, at most one recv); b'' at the end.
+
+        Raises :class:`TransportError` (``before_status=False``) when the connection drops before the
+        message is complete.
+        """
+        parser = self._parser
+        body = parser.body
+        while not body:
+            if parser.message_complete or self._eof:
+                return b""
+            try:
+                data = self._sock.recv(RECV_SIZE)
+            except OSError as exc:
+                self._conn.close()
+                raise TransportError(f"connection lost mid-reply ({_describe(exc)})", before_status=False) from None
+            try:
+                if data:
+                    parser.feed(data)
+                else:
+                    self._eof = True
+                    try:
+                        parser.feed(b"")  # EOF: completes a reply delimited by the connection's end
+                    except HTTPParseError:
+                        pass
+                    if not parser.message_complete:
+                        self._conn.close()
+                        raise TransportError("connection closed mid-reply", before_status=False)
+            except HTTPParseError as exc:
+                self._conn.close()
+                raise TransportError(f"malformed HTTP response body ({exc})", before_status=False) from None
+        data = bytes(body)
+        del body[:]
+        return data
+
+    def read_all(self, limit: int) -> bytes:
+        """The rest of the body, at most ``limit`` bytes (the connection is dropped beyond that)."""
+        parts = []
+        size = 0
+        while True:
+            data = self.read()
+            if not data:
+                return b"".join(parts)
+            parts.append(data)
+            size += len(data)
+            if size > limit:
+                self.abandon()
+                return b"".join(parts)[:limit]
+
+    def release(self) -> None:
+        """Done with the reply: keep the connection for the next request when the message is complete."""
+        parser = self._parser
+        if parser.message_complete and not self._eof and parser.should_keep_alive() and not parser.body:
+            self._conn._sock_idle(self._sock)
+        else:
+            self._conn.close()
+
+    def abandon(self) -> None:
+        """Stop reading: the connection cannot be reused."""
+        self._conn.close()
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection to ``base_url`` (reconnects when it was closed)."""
+
+    def __init__(self, base_url: str, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT):
+        parts = urlsplit(base_url if "://" in base_url else "http://" + base_url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"unsupported URL scheme '{parts.scheme}' in {base_url!r}; use http:// or https://")
+        if not parts.hostname:
+            raise ValueError(f"no host in URL {base_url!r}")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.prefix = parts.path.rstrip("/")
+        default_port = self.port == (443 if parts.scheme == "https" else 80)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.host_header = host if default_port else f"{host}:{self.port}"
+        self.connect_timeout = connect_timeout
+        self._sock = None
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _sock_idle(self, sock) -> None:
+        self._sock = sock
+
+    def _connect(self):
+        try:
+            sock = gevent.socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except _stdlib_socket.timeout:
+            raise TransportError(f"connect to {self.host}:{self.port} timed out after {self.connect_timeout:g}s") from None
+        except OSError as exc:
+            raise TransportError(f"cannot connect to {self.host}:{self.port} ({_describe(exc)})") from None
+        sock.settimeout(None)  # the caller's gevent.Timeout bounds the request
+        try:
+            sock.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        if self.scheme == "https":
+            context = gevent.ssl.create_default_context()
+            try:
+                sock = context.wrap_socket(sock, server_hostname=self.host)
+            except OSError as exc:
+                sock.close()
+                raise TransportError(f"TLS handshake with {self.host}:{self.port} failed ({_describe(exc)})") from None
+        return sock
+
+    def request(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> Response:
+        """Send a request and wait for the response headers.
+
+        A reused keep-alive connection that turns out to be closed by the server before any byte of
+        the response is retried once on a fresh connection (the server never saw the request).
+        """
+        head = [f"{method} {self.prefix}{path} HTTP/1.1", f"Host: {self.host_header}",
+                f"Content-Length: {len(body)}"]
+        if headers:
+            head.extend(f"{key}: {value}" for key, value in headers.items())
+        raw = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+        for attempt in (0, 1):
+            reused = self._sock is not None
+            sock = self._sock if reused else self._connect()
+            self._sock = None  # owned by the response until released
+            try:
+                return self._exchange(sock, raw, method)
+            except _StaleConnection:
+                if reused and attempt == 0:
+                    continue
+                raise TransportError("connection closed by the server before a response") from None
+        raise AssertionError("unreachable")
+
+    def _exchange(self, sock, raw: bytes, method: str) -> Response:
+        parser = _Parser(method)
+        got_bytes = False
+        try:
+            sock.sendall(raw)
+            while not parser.headers_complete or parser.get_code() < 200:
+                data = sock.recv(RECV_SIZE)
+                if not data:
+                    if not got_bytes:
+                        raise _StaleConnection()
+                    raise TransportError("connection closed before the end of the response headers")
+                got_bytes = True
+                parser.feed(data)
+        except _StaleConnection:
+            _close(sock)
+            raise
+        except HTTPParseError as exc:
+            _close(sock)
+            raise TransportError(f"malformed HTTP response ({exc})") from None
+        except OSError as exc:
+            _close(sock)
+            if not got_bytes and exc.errno in (errno.ECONNRESET, errno.EPIPE):
+                raise _StaleConnection() from None
+            raise TransportError(f"connection failed before a response ({_describe(exc)})") from None
+        except BaseException:
+            _close(sock)
+            raise
+        self._sock = sock  # so that close() reaches it while the response is being read
+        return Response(self, sock, parser)
+
+
+class _StaleConnection(Exception):
+    pass
+
+
+def _close(sock) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def _describe(exc: OSError) -> str:
+    if exc.errno is not None and exc.errno in errno.errorcode:
+        name = {errno.ECONNREFUSED: "connection refused", errno.ECONNRESET: "connection reset",
+                errno.EPIPE: "broken pipe", errno.EHOSTUNREACH: "host unreachable",
+                errno.ENETUNREACH: "network unreachable"}.get(exc.errno)
+        if name:
+            return name
+    if isinstance(exc, _stdlib_socket.gaierror):
+        return f"name resolution failed: {exc.strerror or exc}"
+    return exc.strerror or str(exc) or type(exc).__name__
