@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import WRITER, load_writer, write_tiny_model
+from llama_engine import WRITER, load_writer, write_tiny_model
 
 PRINTABLE = {chr(b) for b in range(0x20, 0x7F)}
 
