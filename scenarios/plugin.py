@@ -24,7 +24,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from ollama_locust import __version__
 from scenarios import options, plans, preflight, progress, run_folder, schema
 from scenarios.records import RecordBuffer, RecordSink
-from scenarios.shapes import ShapeController
+from scenarios.stepping import ShapeController
 from scenarios.timeline import StageTimeline
 
 logger = logging.getLogger(__name__)

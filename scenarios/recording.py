@@ -22,7 +22,8 @@ from scenarios import schema
 TTFT_REQUEST_TYPE = "TTFT"
 
 _sequence = itertools.count(1)
-_worker_tag = f"{socket.gethostname()}-{os.getpid()}"
+_tag_pid: int | None = None
+_tag = ""
 
 
 class LLMRequestFailure(Exception):
@@ -30,19 +31,27 @@ class LLMRequestFailure(Exception):
 
 
 def worker_tag() -> str:
-    """Identifies this load process in request ids and the ``worker`` column."""
-    return _worker_tag
+    """Identifies this load process in request ids and the ``worker`` column.
+
+    Computed per process id: ``locust --processes N`` forks after the locustfile was imported.
+    """
+    global _tag_pid, _tag
+    pid = os.getpid()
+    if pid != _tag_pid:
+        _tag_pid, _tag = pid, f"{socket.gethostname()}-{pid}"
+    return _tag
 
 
 def next_request_id() -> str:
     """A run-unique id; send it as the ``X-Request-ID`` header so the simulator's truth log can be matched."""
-    return f"{_worker_tag}-{next(_sequence)}"
+    return f"{worker_tag()}-{next(_sequence)}"
 
 
 def complete(record: dict, user_class: str) -> dict:
     """Fill the columns every record has, from what the client measured."""
-    record.setdefault("request_id", next_request_id())
-    record.setdefault("worker", _worker_tag)
+    if not record.get("request_id"):
+        record["request_id"] = next_request_id()
+    record["worker"] = worker_tag()
     record["user_class"] = user_class
     record.setdefault("stage", -1)
     record.setdefault("stage_users", 0)

@@ -72,12 +72,15 @@ class StageTally:
         return None
 
 
-def _cell(value) -> str:
+def _cell(value, decimals: int = 3) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.3f}" if value == value else ""
+        return f"{value:.{decimals}f}" if value == value else ""
     return str(value)
+
+
+_DECIMALS = {name: (6 if name in ("start_time", "latency", "total_duration") else 3) for name in schema.COLUMN_NAMES}
 
 
 class RecordSink:
@@ -121,7 +124,7 @@ class RecordSink:
             self._pending.clear()
             return
         if self._pending:
-            rows = [[_cell(record.get(name)) for name in schema.COLUMN_NAMES] for record in self._pending]
+            rows = [[_cell(record.get(name), _DECIMALS[name]) for name in schema.COLUMN_NAMES] for record in self._pending]
             self._pending.clear()
             self._writer.writerows(rows)
             self._handle.flush()

@@ -1,0 +1,127 @@
+"""The decisions of the load shape: which stage, when to stop on failure, when the drain is over.
+
+:class:`ShapeController` is a plain object with an injected clock (no Locust import), so stepping,
+stop-on-failure and draining are unit-tested with plain numbers; ``scenarios.shapes.LLMShape`` forwards
+Locust's ``tick()`` to it.
+
+End of a plan: the controller asks for 0 users; Locust then lets every user finish the request it is in
+(``--stop-timeout``, set to the drain timeout) while no new ones start; when no user is left, or the
+drain timeout has passed, the controller waits a moment for the last records to arrive and ends the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from scenarios import plans
+from scenarios.records import StageTally
+from scenarios.timeline import StageTimeline
+
+logger = logging.getLogger(__name__)
+
+RECORD_GRACE_S = 1.5  # records are shipped every second: wait this long for the last ones
+ALL_AT_ONCE = 100.0  # spawn rate used for "all at once" (Locust warns above 100/s)
+
+
+class ShapeController:
+    def __init__(
+        self,
+        stages: list[plans.Stage] | None,
+        timeline: StageTimeline,
+        tallies: dict[int, StageTally],
+        *,
+        common_users: int = 1,
+        common_spawn_rate: float = 1.0,
+        run_time_s: float | None = None,
+        stop_on_failure: bool = False,
+        min_success: float = 0.95,
+        slo_p95_ms: float | None = None,
+        drain_timeout_s: float = 10.0,
+        user_count: Callable[[], int] = lambda: 0,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.stages = stages
+        self.timeline = timeline
+        self.tallies = tallies
+        self.common_users = common_users
+        self.common_spawn_rate = common_spawn_rate
+        self.run_time_s = run_time_s
+        self.stop_on_failure = stop_on_failure
+        self.min_success = min_success
+        self.slo_p95_ms = slo_p95_ms
+        self.drain_timeout_s = drain_timeout_s
+        self.user_count = user_count
+        self.clock = clock
+        self.started_at: float | None = None
+        self.stage_index: int | None = None
+        self.drain_started_at: float | None = None
+        self.empty_since: float | None = None
+        self.finished = False  # the plan ran to its end (or stopped on failure): not an interruption
+        self.failed_stage: int | None = None
+        self.failure_reason: str | None = None
+
+    # -- the stage the plan is in ------------------------------------------------------------
+    def _planned_index(self, elapsed: float) -> int | None:
+        if self.stages is None:
+            if self.run_time_s is not None and elapsed >= self.run_time_s:
+                return None
+            return 0
+        return plans.stage_index_at(self.stages, elapsed)
+
+    def _stage_target(self, index: int) -> tuple[int, float, float, str]:
+        if self.stages is None:
+            return self.common_users, self.common_spawn_rate, 0.0, "hold"
+        stage = self.stages[index]
+        return stage.users, stage.spawn_rate or ALL_AT_ONCE, stage.settle_s, stage.kind
+
+    def tick(self) -> tuple[int, float] | None:
+        now = self.clock()
+        if self.started_at is None:
+            self.started_at = now
+        if self.drain_started_at is not None:
+            return self._drain_tick(now)
+
+        index = self._planned_index(now - self.started_at)
+        if index != self.stage_index and self.stage_index is not None:
+            failure = self._check_failure(self.stage_index)
+            if failure and self.stop_on_failure:
+                logger.info("stage %d failed (%s): stopping the step test", self.stage_index, failure)
+                index = None
+        if index is None:
+            return self._begin_drain(now)
+        if index != self.stage_index:
+            self.stage_index = index
+            users, _, settle_s, kind = self._stage_target(index)
+            self.timeline.begin(users, settle_s, kind, now)
+        users, spawn_rate, _, _ = self._stage_target(index)
+        if self.stages is None:
+            users = self.common_users
+        return users, spawn_rate
+
+    def _check_failure(self, index: int) -> str | None:
+        tally = self.tallies.get(index)
+        if tally is None:
+            return None
+        reason = tally.fails(self.min_success, self.slo_p95_ms)
+        if reason and self.failed_stage is None:
+            self.failed_stage, self.failure_reason = index, reason
+        return reason
+
+    def _begin_drain(self, now: float) -> tuple[int, float]:
+        self.drain_started_at = now
+        self.timeline.finish(now)
+        self.finished = True
+        logger.info("plan complete: draining in-flight requests (up to %.0f s)", self.drain_timeout_s)
+        return 0, ALL_AT_ONCE
+
+    def _drain_tick(self, now: float) -> tuple[int, float] | None:
+        if self.user_count() > 0 and now - self.drain_started_at < self.drain_timeout_s:
+            self.empty_since = None
+            return 0, ALL_AT_ONCE
+        if self.empty_since is None:
+            self.empty_since = now
+        if now - self.empty_since < RECORD_GRACE_S:
+            return 0, ALL_AT_ONCE
+        return None

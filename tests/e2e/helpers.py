@@ -1,0 +1,69 @@
+"""Running real `ollama-locust` / `locust` processes in tests: bounded, output drained to files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LOCUSTFILE = os.path.join(REPO, "locustfile.py")
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+def run(args: list[str], tmp_path, timeout: float = 120, cwd=None, env=None, name="cmd") -> Result:
+    """Run a command to completion with its output in files (no pipe can fill up)."""
+    out_path, err_path = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.run(args, stdout=out, stderr=err, timeout=timeout, cwd=cwd or tmp_path,
+                              env={**os.environ, **(env or {})})
+    return Result(proc.returncode, out_path.read_text(), err_path.read_text())
+
+
+def ollama_locust(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ollama_locust", *args]
+
+
+def locust(*args: str) -> list[str]:
+    return [sys.executable, "-m", "locust", "-f", LOCUSTFILE, *args]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_truth(path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def only_run_dir(parent) -> str:
+    folders = [os.path.join(parent, d) for d in os.listdir(parent)]
+    folders = [f for f in folders if os.path.isdir(f)]
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def assert_no_traceback(result: Result) -> None:
+    assert "Traceback" not in result.text, result.text[-3000:]
