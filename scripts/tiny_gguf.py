@@ -77,9 +77,9 @@ SIZES = {
     s.name: s
     for s in (
         Size("test", n_embd=64, n_layer=2, n_head=4, n_ff=192, dtype="F32",
-             help="~0.3 MB, thousands of tokens/s: the fast default for tests"),
+             help="0.6 MB, ~1,100-2,100 tokens/s: the fast default for tests"),
         Size("realistic", n_embd=512, n_layer=8, n_head=8, n_ff=1536, dtype="F16",
-             help="~50 MB, ~100+ tokens/s on 2 CPU cores: a speed like a small model on a small box"),
+             help="55 MB, ~200 tokens/s on one CPU thread: a speed like a small model on a small box"),
     )
 }
 
