@@ -84,6 +84,7 @@ class RunRecorder:
         self.interrupted = False
         self.closed = False
         self.workers_seen: set[str] = set()
+        self.missing_workers: set[str] = set()
         self.info = {
             "label": label,
             "host": redact_url(environment.host),
@@ -150,6 +151,20 @@ class RunRecorder:
         while not self.closed:
             gevent.sleep(FLUSH_INTERVAL_S)
             self.sink.flush()
+            self.note_missing_workers()
+
+    def note_missing_workers(self) -> None:
+        """Locust forgets a dead worker soon after it stops answering heartbeats: remember it here."""
+        if not isinstance(self.runner, MasterRunner):
+            return
+        missing = {client.id for client in self.runner.clients.missing} - self.missing_workers
+        for worker in missing:
+            logger.warning("worker %s stopped answering: its records so far are kept", worker)
+            print(f"{progress.PREFIX} worker {worker} went missing; its records so far are kept", flush=True)
+        if missing:
+            self.missing_workers |= missing
+            self.info["missing_workers"] = sorted(self.missing_workers)
+            self.write_info()
 
     def progress_loop(self) -> None:
         while not self.closed:
@@ -185,7 +200,7 @@ class RunRecorder:
                 self.runner.stop()
         if isinstance(self.runner, MasterRunner):
             self.info["workers"] = max(self.info["workers"], len(self.workers_seen))
-            self.info["missing_workers"] = sorted({c.id for c in self.runner.clients.missing})
+            self.note_missing_workers()
         self.timeline.finish(time.time())
         self.closed = True
         self.sink.close()
@@ -225,7 +240,7 @@ def _setup_worker(environment) -> None:
     gevent.spawn(ship_loop)
 
 
-def _setup_master_or_local(environment) -> RunRecorder:
+def _setup_master_or_local(environment, web_ui=None) -> RunRecorder:
     try:
         recorder = RunRecorder(environment)
     except (plans.PlanError, run_folder.RunFolderError) as error:
@@ -259,18 +274,22 @@ def _setup_master_or_local(environment) -> RunRecorder:
     environment.events.test_start.add_listener(on_test_start)
     environment.events.quitting.add_listener(lambda environment, **_kw: recorder.finish())
     gevent.spawn(recorder.flush_loop)
+    if web_ui is not None:
+        from scenarios import webui
+
+        webui.register(environment, web_ui, recorder)
     if headless:
         gevent.spawn(recorder.progress_loop)
     return recorder
 
 
-def on_init(environment, runner=None, **_kw) -> None:
+def on_init(environment, runner=None, web_ui=None, **_kw) -> None:
     if environment.runner is None:  # library use without a runner: nothing to record into
         return
     if isinstance(environment.runner, WorkerRunner):
         _setup_worker(environment)
     else:
-        _setup_master_or_local(environment)
+        _setup_master_or_local(environment, web_ui)
 
 
 def register(events) -> None:

@@ -89,6 +89,7 @@ class RecordSink:
         self.tallies: dict[int, StageTally] = {}
         self.total = 0
         self._pending: list[dict] = []
+        self.listeners: list = []  # callables(record) told of every stamped record (e.g. the web UI's live view)
         self._handle = None
         self._writer = None
         if path:
@@ -114,6 +115,8 @@ class RecordSink:
             tally.output_tokens += record.get("output_tokens") or 0
         self.total += 1
         self._pending.append(record)
+        for listener in self.listeners:
+            listener(record)
 
     def add_many(self, records: list[dict]) -> None:
         for record in records:
