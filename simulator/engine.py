@@ -1,0 +1,377 @@
+"""The scheduler and the runners: executes the timing model of ``profiles.py`` on the event loop.
+
+Ollama's two queues (../shared/ollama-api.md, "Scheduling under load"):
+
+* ``Scheduler`` — requests whose model is not loaded (cold start, reload after keep-alive expiry, a
+  different ``num_ctx``) go through one queue of capacity MAX_QUEUE, served one at a time; the request
+  being served is not counted, so with the queue full the next arrival gets ``Busy`` (503) at once.
+* ``Runner`` — per loaded model, NUM_PARALLEL slots and an unbounded FIFO wait (bounded by MAX_QUEUE
+  only under ``strict_queue``). One decode loop per runner: a step with ``n`` busy slots lasts
+  ``step_time(n)`` plus the prefill of requests admitted at that step, then sends one token to each.
+
+Jobs carry an ``emit(job, index, created_at)`` callback that writes the token (the API layer builds
+the bytes), so a decode step is a plain loop of writes with no task switch per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from datetime import datetime, timezone
+from typing import Callable
+
+from simulator.profiles import Profile, prefill_time, step_time
+
+DEFAULT_NUM_CTX = 4096
+
+
+class Busy(Exception):
+    """The scheduler queue (or, under strict_queue, the slot queue) is full: HTTP 503."""
+
+    message = "server busy, please try again.  maximum pending requests exceeded"
+
+
+class Disconnected(Exception):
+    """The client went away while its request was generating."""
+
+
+class Job:
+    """One generation request inside a runner. Times are loop.time() seconds."""
+
+    __slots__ = ("n_out", "prompt_tokens", "emit", "finish", "slot_start", "prefill_s", "prefill_end",
+                 "first_token", "last_token", "sent", "stall_at", "stall_s", "stall_until", "fault_at",
+                 "fault_fn", "done", "closed")
+
+    def __init__(self, n_out: int, prompt_tokens: int, emit: Callable[["Job", int, bytes], None]):
+        self.n_out = n_out
+        self.prompt_tokens = prompt_tokens
+        self.emit = emit  # emit(job, index, created_at_bytes)
+        self.finish: asyncio.Future | None = None
+        self.slot_start = self.prefill_end = self.first_token = self.last_token = None
+        self.prefill_s = 0.0
+        self.sent = 0
+        self.stall_at = -1  # token index before which the stream pauses
+        self.stall_s = 0.0
+        self.stall_until = 0.0
+        self.fault_at = -1  # token index at which fault_fn runs instead of the token
+        self.fault_fn: Callable[["Job"], None] | None = None
+        self.done = False
+        self.closed = False  # set by the API layer when the transport went away
+
+
+class LatenessStats:
+    """Histogram of (actual send time − planned time) per token, 0.1 ms buckets up to 1 s."""
+
+    BUCKET = 1e-4
+    N = 10001
+
+    def __init__(self) -> None:
+        self.hist = [0] * self.N
+        self.count = 0
+        self.max = 0.0
+
+    def reset(self) -> None:
+        self.__init__()
+
+    def percentile(self, q: float) -> float:
+        if not self.count:
+            return 0.0
+        target, acc = q * self.count, 0
+        for i, c in enumerate(self.hist):
+            acc += c
+            if acc >= target:
+                return i * self.BUCKET
+        return self.max
+
+    def summary(self) -> dict:
+        return {"tokens_sent": self.count,
+                "lateness_ms": {"p50": self.percentile(0.5) * 1e3, "p90": self.percentile(0.9) * 1e3,
+                                "p99": self.percentile(0.99) * 1e3, "max": self.max * 1e3}}
+
+
+_created_cache: list = [None, b""]
+
+
+def created_at(wall: float) -> bytes:
+    """RFC 3339 UTC timestamp with microseconds, as Ollama's created_at (cached per microsecond)."""
+    if _created_cache[0] != wall:
+        _created_cache[0] = wall
+        _created_cache[1] = (datetime.fromtimestamp(wall, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z").encode()
+    return _created_cache[1]
+
+
+class Runner:
+    """A loaded (or loading) model: slots, the FIFO wait, the decode loop and keep-alive."""
+
+    def __init__(self, sched: "Scheduler", model: str, num_ctx: int):
+        self.sched = sched
+        self.model = model
+        self.num_ctx = num_ctx
+        self.profile: Profile = sched.profile
+        self.loaded = False
+        self.reload_pending = False
+        self.refcount = 0  # requests handed this runner and not finished
+        self.keep_alive = sched.default_keep_alive
+        self.expires_at: float | None = None  # wall time; None while busy
+        self.loaded_at = 0.0
+        self._expiry: asyncio.TimerHandle | None = None
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.busy: list[Job] = []
+        self.new: list[Job] = []  # admitted, prefill at the next step
+        self.waiting: deque[tuple[Job, asyncio.Future]] = deque()
+        self._loop_task: asyncio.Task | None = None
+
+    # -- references and keep-alive -------------------------------------------------------------
+    def acquire(self, keep_alive: float | None) -> None:
+        self.refcount += 1
+        self.idle.clear()
+        if keep_alive is not None:
+            self.keep_alive = keep_alive
+        if self._expiry:
+            self._expiry.cancel()
+            self._expiry = None
+        self.expires_at = None
+
+    def release(self) -> None:
+        self.refcount -= 1
+        if self.refcount > 0:
+            return
+        self.idle.set()
+        if self.reload_pending:
+            return
+        ka = self.keep_alive
+        if ka == 0:
+            self.sched.unload(self)
+        elif math.isinf(ka):
+            self.expires_at = math.inf
+        else:
+            self.expires_at = time.time() + ka
+            self._expiry = asyncio.get_running_loop().call_later(ka, self.sched.unload, self)
+
+    def expiry_wall(self) -> float:
+        """expires_at for /api/ps: now + keep_alive while busy, the timer's deadline when idle."""
+        if self.expires_at is not None:
+            return self.expires_at
+        return math.inf if math.isinf(self.keep_alive) else time.time() + self.keep_alive
+
+    # -- slots ---------------------------------------------------------------------------------
+    def slots_free(self) -> bool:
+        return len(self.busy) + len(self.new) < self.sched.num_parallel and not self.waiting
+
+    async def generate(self, job: Job) -> None:
+        """Wait for a slot (FIFO), generate ``job.n_out`` tokens through the decode loop, return when done.
+
+        Cancellation (client disconnect) removes the job from the wait or frees its slot.
+        """
+        loop = asyncio.get_running_loop()
+        if not self.slots_free():
+            if self.sched.strict_queue and len(self.waiting) >= self.sched.max_queue:
+                raise Busy()
+            fut = loop.create_future()
+            entry = (job, fut)
+            self.waiting.append(entry)
+            try:
+                await fut
+            except BaseException:
+                if entry in self.waiting:
+                    self.waiting.remove(entry)
+                elif job in self.new:  # admitted in the same tick as the cancellation
+                    self.new.remove(job)
+                    self._admit_waiting()
+                raise
+        else:
+            self._admit(job)
+        job.finish = loop.create_future()
+        try:
+            await job.finish
+        finally:
+            if not job.done:
+                job.done = True
+                if job in self.busy:
+                    self.busy.remove(job)
+                elif job in self.new:
+                    self.new.remove(job)
+                self._admit_waiting()
+
+    def _admit(self, job: Job) -> None:
+        job.slot_start = asyncio.get_running_loop().time()
+        self.new.append(job)
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.get_running_loop().create_task(self._decode_loop())
+
+    def _admit_waiting(self) -> None:
+        while self.waiting and len(self.busy) + len(self.new) < self.sched.num_parallel:
+            job, fut = self.waiting.popleft()
+            if fut.done():
+                continue
+            self._admit(job)
+            fut.set_result(None)
+
+    # -- the decode loop -----------------------------------------------------------------------
+    async def _decode_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        stats = self.sched.stats
+        hist, bucket, nb = stats.hist, stats.BUCKET, stats.N - 1
+        prof = self.profile
+        wall_offset = time.time() - loop.time()
+        clock = loop.time()
+        await asyncio.sleep(0)  # let jobs admitted in the same tick join the first step
+        while self.busy or self.new:
+            if not self.busy and self.new and loop.time() - clock > 0.001:
+                clock = loop.time()  # was idle: the plan restarts now
+            new = self.new
+            if new:
+                self.new = []
+                stall = 0.0
+                for job in new:
+                    job.prefill_s = prefill_time(prof, job.prompt_tokens)
+                    stall += job.prefill_s
+                    self.busy.append(job)
+                for job in new:
+                    job.prefill_end = clock + stall
+            else:
+                stall = 0.0
+            active = self.busy
+            n = len(active)
+            duration = stall + step_time(prof, n)
+            planned = clock + duration
+            delay = planned - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                await asyncio.sleep(0)
+                if duration == 0 or delay < -0.5:  # instant profile, or hopelessly behind: re-plan from now
+                    planned = loop.time()
+            clock = planned
+            created = created_at(planned + wall_offset)
+            finished = None
+            for job in active:
+                if job.done:
+                    continue
+                i = job.sent
+                if i == job.stall_at:
+                    if job.stall_until == 0.0:
+                        job.stall_until = planned + job.stall_s
+                    if planned < job.stall_until:
+                        continue
+                if i == job.fault_at:
+                    job.fault_fn(job)
+                    job.fault_at = -1
+                    if job.done:
+                        continue
+                job.emit(job, i, created)
+                now = loop.time()
+                lat = now - planned
+                if lat > stats.max:
+                    stats.max = lat
+                b = int(lat / bucket)
+                hist[b if b < nb else nb] += 1
+                stats.count += 1
+                job.sent = i + 1
+                if i == 0:
+                    job.first_token = now
+                job.last_token = now
+                if job.sent >= job.n_out:
+                    job.done = True
+                    (finished := finished or []).append(job)
+            if finished:
+                for job in finished:
+                    active.remove(job)
+                    if job.finish and not job.finish.done():
+                        job.finish.set_result(None)
+                self._admit_waiting()
+            # drop jobs finished by a fault or a disconnect
+            if any(j.done for j in active):
+                self.busy = [j for j in active if not j.done]
+        self._loop_task = None
+
+
+class Scheduler:
+    """Loads models through Ollama's one-at-a-time scheduler queue and hands out runners."""
+
+    def __init__(self, *, profile: Profile, models: list[str], num_parallel: int, max_queue: int,
+                 default_keep_alive: float, strict_queue: bool = False):
+        self.profile = profile
+        self.models = models
+        self.num_parallel = num_parallel
+        self.max_queue = max_queue
+        self.default_keep_alive = default_keep_alive
+        self.strict_queue = strict_queue
+        self.runners: dict[str, Runner] = {}
+        self.queue: deque = deque()
+        self._serving = False
+        self.stats = LatenessStats()
+
+    def warm_runner(self, model: str, num_ctx: int) -> Runner | None:
+        r = self.runners.get(model)
+        if r is not None and r.loaded and not r.reload_pending and r.num_ctx == num_ctx:
+            return r
+        return None
+
+    async def get_runner(self, model: str, num_ctx: int, keep_alive: float | None) -> Runner:
+        """A loaded runner with a reference taken (call ``release``). Raises Busy when the queue is full."""
+        r = self.warm_runner(model, num_ctx)
+        if r is not None:
+            r.acquire(keep_alive)
+            return r
+        if self._serving and len(self.queue) >= self.max_queue:
+            raise Busy()
+        fut = asyncio.get_running_loop().create_future()
+        entry = (model, num_ctx, keep_alive, fut)
+        self.queue.append(entry)
+        if not self._serving:
+            self._serving = True
+            asyncio.get_running_loop().create_task(self._serve())
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if entry in self.queue:
+                self.queue.remove(entry)
+            elif fut.done() and not fut.cancelled() and fut.exception() is None:
+                fut.result().release()
+            raise
+
+    async def _serve(self) -> None:
+        try:
+            while self.queue:
+                model, num_ctx, keep_alive, fut = self.queue.popleft()
+                if fut.done():
+                    continue
+                r = self.warm_runner(model, num_ctx)
+                if r is None:
+                    r = await self._load(model, num_ctx)
+                if fut.done():  # client left during the load
+                    continue
+                r.acquire(keep_alive)
+                fut.set_result(r)
+        finally:
+            self._serving = False
+
+    async def _load(self, model: str, num_ctx: int) -> Runner:
+        old = self.runners.get(model)
+        if old is not None:
+            old.reload_pending = True
+            await old.idle.wait()
+            self.unload(old)
+        r = Runner(self, model, num_ctx)
+        self.runners[model] = r
+        if self.profile.load_time > 0:
+            await asyncio.sleep(self.profile.load_time)
+        r.loaded = True
+        r.loaded_at = time.time()
+        return r
+
+    def unload(self, r: Runner) -> None:
+        if r._expiry:
+            r._expiry.cancel()
+            r._expiry = None
+        if r.refcount > 0 and not r.reload_pending:
+            return
+        if self.runners.get(r.model) is r:
+            del self.runners[r.model]
+
+    def loaded(self) -> list[Runner]:
+        return [r for r in self.runners.values() if r.loaded]

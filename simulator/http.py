@@ -1,0 +1,215 @@
+"""A small HTTP/1.1 server protocol on asyncio: one Protocol per connection, no thread per connection.
+
+It parses requests (Content-Length or chunked bodies, keep-alive, one request at a time per
+connection) and hands each to ``handler(request, conn)`` as a task. ``Conn`` writes whole responses
+or chunked streams whose headers go out only with the first chunk, as Go's net/http does for Ollama.
+On disconnect the running handler task is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from email.utils import formatdate
+from typing import Awaitable, Callable
+
+REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           413: "Request Entity Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
+MAX_HEADER = 64 * 1024
+MAX_BODY = 64 * 1024 * 1024
+
+_date_cache = [0, b""]
+
+
+def http_date() -> bytes:
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = formatdate(now, usegmt=True).encode()
+    return _date_cache[1]
+
+
+class Request:
+    __slots__ = ("method", "path", "query", "version", "headers", "body", "keep_alive")
+
+    def __init__(self, method: str, target: str, version: str, headers: dict[str, str], body: bytes):
+        self.method = method
+        self.path, _, self.query = target.partition("?")
+        self.version = version
+        self.headers = headers
+        self.body = body
+        conn = headers.get("connection", "").lower()
+        self.keep_alive = (version == "HTTP/1.1" and "close" not in conn) or "keep-alive" in conn
+
+
+class BadRequest(Exception):
+    pass
+
+
+def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise BadRequest("malformed request line")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise BadRequest("malformed header")
+        headers[name.strip().lower()] = value.strip()
+    return parts[0], parts[1], parts[2], headers
+
+
+def _dechunk(buf: bytearray, start: int) -> tuple[bytes, int] | None:
+    """Decode a chunked body beginning at ``start``; (body, end offset) or None if incomplete."""
+    out = bytearray()
+    pos = start
+    while True:
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        try:
+            size = int(bytes(buf[pos:eol]).split(b";")[0], 16)
+        except ValueError:
+            raise BadRequest("bad chunk size") from None
+        pos = eol + 2
+        if size == 0:
+            end = buf.find(b"\r\n", pos)  # no trailers supported beyond an empty line
+            return (bytes(out), end + 2) if end >= 0 else None
+        if len(buf) < pos + size + 2:
+            return None
+        out += buf[pos:pos + size]
+        pos += size + 2
+        if len(out) > MAX_BODY:
+            raise BadRequest("body too large")
+
+
+Handler = Callable[[Request, "Conn"], Awaitable[None]]
+
+
+class Conn(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, handler: Handler, on_open=None, on_close=None):
+        self.handler = handler
+        self.on_open, self.on_close = on_open, on_close
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.task: asyncio.Task | None = None
+        self.closed = False
+        self.close_after = False
+        self.peer_local = True
+        self.sockname = None
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.sockname = transport.get_extra_info("sockname")
+        if self.on_open:
+            self.on_open(self)
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.on_close:
+            self.on_close(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.task is None:
+            self._next_request()
+
+    def eof_received(self):
+        return None  # close our side too
+
+    # -- request parsing -----------------------------------------------------------------------
+    def _next_request(self) -> None:
+        if self.closed or not self.buf:
+            return
+        try:
+            req = self._parse()
+        except BadRequest:
+            self.send(400, b"400 Bad Request", b"text/plain; charset=utf-8")
+            self.transport.close()
+            return
+        if req is None:
+            return
+        self.close_after = not req.keep_alive
+        self.task = asyncio.get_running_loop().create_task(self.handler(req, self))
+        self.task.add_done_callback(self._done)
+
+    def _parse(self) -> Request | None:
+        buf = self.buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEADER:
+                raise BadRequest("header too large")
+            return None
+        method, target, version, headers = _parse_head(bytes(buf[:end]))
+        start = end + 4
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            got = _dechunk(buf, start)
+            if got is None:
+                return None
+            body, stop = got
+        else:
+            try:
+                length = int(headers.get("content-length", "0") or 0)
+            except ValueError:
+                raise BadRequest("bad content-length") from None
+            if length < 0 or length > MAX_BODY:
+                raise BadRequest("bad content-length")
+            if len(buf) < start + length:
+                return None
+            body, stop = bytes(buf[start:start + length]), start + length
+        del buf[:stop]
+        return Request(method, target, version, headers, body)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.task = None
+        if not task.cancelled() and task.exception() is not None and not self.closed:
+            self.abort()  # a bug in a handler: never leave the client hanging
+            return
+        if self.close_after and not self.closed:
+            self.transport.close()
+        elif not self.closed:
+            self._next_request()
+
+    # -- responses -----------------------------------------------------------------------------
+    @staticmethod
+    def head_bytes(status: int, content_type: bytes, length: int | None, extra: bytes = b"") -> bytes:
+        framing = b"Transfer-Encoding: chunked\r\n" if length is None else b"Content-Length: %d\r\n" % length
+        return (b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nDate: %s\r\n%s%s\r\n"
+                % (status, REASONS.get(status, "Unknown").encode(), content_type, http_date(), extra, framing))
+
+    def send(self, status: int, body: bytes, content_type: bytes = b"application/json; charset=utf-8",
+             head_only: bool = False, extra: bytes = b"") -> None:
+        """A complete response with Content-Length."""
+        if self.closed:
+            return
+        self.transport.write(self.head_bytes(status, content_type, len(body), extra) + (b"" if head_only else body))
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            self.transport.write(data)
+
+    def abort(self) -> None:
+        """Drop the connection at once (RST), as a crashed server would."""
+        if not self.closed and self.transport is not None:
+            self.transport.abort()
+            self.closed = True
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"

@@ -1,0 +1,101 @@
+"""The timing model: a table of profiles named after real set-ups, and pure functions over it.
+
+Nothing here does I/O or reads a clock. The server (``engine.py``) only executes what these
+functions say: how long a model load takes, how long a prompt's prefill stalls the batch, and how
+long one decode step lasts when ``n`` slots are busy (``t1 · (1 + β (n − 1))``, one token per busy
+slot per step). ``plan_single`` is the plan for a request that runs alone, used by the docs and tests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One hardware + model set-up. Rates in tokens per second; ``math.inf`` means "no delay"."""
+
+    name: str
+    decode_tps: float  # single-stream decode rate; t1 = 1 / decode_tps
+    prefill_tps: float  # prompt evaluation rate
+    beta: float  # batch slowdown per extra busy slot
+    load_time: float  # seconds to load the model into memory
+    reply_tokens: int  # typical length of a long (recipe-sized) answer
+    about: str
+
+    @property
+    def t1(self) -> float:
+        """Seconds per decode step with one busy slot."""
+        return 0.0 if math.isinf(self.decode_tps) else 1.0 / self.decode_tps
+
+
+INF = math.inf
+
+#: The profiles. Figures are approximate single-user numbers from ../shared/ollama-api.md.
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("pi5-llama3.2-3b", decode_tps=5.0, prefill_tps=20.0, beta=0.9, load_time=8.0, reply_tokens=150,
+                about="Raspberry Pi 5 8 GB, llama3.2 3B Q4: ~35 s for a ~150-token recipe answer"),
+        Profile("cpu2-qwen2.5-1.5b", decode_tps=9.0, prefill_tps=45.0, beta=0.95, load_time=3.0, reply_tokens=150,
+                about="2-CPU container, qwen2.5 1.5B Q4: CPU-bound, total throughput nearly flat"),
+        Profile("gpu-llama3-8b", decode_tps=100.0, prefill_tps=2500.0, beta=0.3, load_time=4.0, reply_tokens=150,
+                about="desktop GPU, llama3 8B Q4: ~100 tok/s single stream, gains up to ~3x in parallel"),
+        Profile("instant", decode_tps=INF, prefill_tps=INF, beta=0.0, load_time=0.0, reply_tokens=150,
+                about="no delays: as fast as the machine goes (tests, benchmarks)"),
+    )
+}
+DEFAULT_PROFILE = "gpu-llama3-8b"
+
+
+def with_overrides(profile: Profile, *, decode_tps=None, prefill_tps=None, beta=None, load_time=None) -> Profile:
+    """The profile with any non-None override applied (the CLI's --decode-tps etc.)."""
+    changes = {k: v for k, v in dict(decode_tps=decode_tps, prefill_tps=prefill_tps, beta=beta,
+                                     load_time=load_time).items() if v is not None}
+    return replace(profile, **changes) if changes else profile
+
+
+def step_time(profile: Profile, busy: int) -> float:
+    """Seconds for one decode step with ``busy`` slots generating (one token each)."""
+    if busy <= 0:
+        return 0.0
+    return profile.t1 * (1.0 + profile.beta * (busy - 1))
+
+
+def prefill_time(profile: Profile, prompt_tokens: int) -> float:
+    """Seconds to evaluate a prompt; the whole batch stalls meanwhile."""
+    if math.isinf(profile.prefill_tps) or prompt_tokens <= 0:
+        return 0.0
+    return prompt_tokens / profile.prefill_tps
+
+
+def plan_single(profile: Profile, prompt_tokens: int, output_tokens: int) -> list[float]:
+    """Offsets (s, from the start of prefill) at which each token of a lone request is sent.
+
+    The first token comes out of the step that carries the prefill; every later token one step
+    with one busy slot later.
+    """
+    start = prefill_time(profile, prompt_tokens)
+    t1 = step_time(profile, 1)
+    return [start + t1 * (i + 1) for i in range(output_tokens)]
+
+
+def throughput(profile: Profile, busy: int) -> float:
+    """Total tokens/s across ``busy`` slots in steady decode (inf for the instant profile)."""
+    st = step_time(profile, busy)
+    return INF if st == 0 else busy / st
+
+
+def markdown_table() -> str:
+    """The profile table for docs/simulator.md, generated from PROFILES."""
+    def num(x: float) -> str:
+        return "∞" if math.isinf(x) else f"{x:g}"
+
+    rows = ["| profile | decode tok/s (1 stream) | prefill tok/s | β | load s | reply tokens | total tok/s at 4 busy | set-up |",
+            "|---|---|---|---|---|---|---|---|"]
+    for p in PROFILES.values():
+        tp = throughput(p, 4)
+        rows.append(f"| `{p.name}` | {num(p.decode_tps)} | {num(p.prefill_tps)} | {p.beta:g} | {p.load_time:g} | "
+                    f"{p.reply_tokens} | {num(round(tp, 1))} | {p.about} |")
+    return "\n".join(rows)

@@ -1,0 +1,185 @@
+"""Running the simulator: in this process's event loop (``serve``), in a background thread for tests
+(``run_in_thread``), or as a child process so it does not share a CPU/GIL with the load generator
+(``start_process``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Callable, Iterator
+
+from simulator.api import App
+from simulator.config import SimConfig
+from simulator.http import Conn
+
+LISTENING_PREFIX = "ollama-locust sim: listening on "
+
+
+class SimStartError(RuntimeError):
+    """The simulator could not start (bad port, the child process died, no listening line in time)."""
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def listening_line(cfg: SimConfig, url: str) -> str:
+    return (f"{LISTENING_PREFIX}{url} (profile {cfg.profile}, num_parallel {cfg.num_parallel}, "
+            f"max_queue {cfg.max_queue})")
+
+
+async def serve(cfg: SimConfig, stop: asyncio.Event, ready: Callable[[str], None] | None = None) -> None:
+    """Serve until ``stop`` is set; ``ready(url)`` is called once listening. OSError if the bind fails."""
+    cfg.validate()
+    loop = asyncio.get_running_loop()
+    app = App(cfg)
+    conns: set[Conn] = set()
+
+    def on_open(c: Conn) -> None:
+        conns.add(c)
+        app.on_open(c)
+
+    def on_close(c: Conn) -> None:
+        conns.discard(c)
+        app.on_close(c)
+
+    try:
+        server = await loop.create_server(lambda: Conn(app.handle, on_open, on_close), cfg.host, cfg.port,
+                                          backlog=4096, reuse_address=True)
+    except BaseException:
+        app.close()
+        raise
+    try:
+        port = server.sockets[0].getsockname()[1]
+        host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+        if ready:
+            ready(f"http://{host}:{port}")
+        await stop.wait()
+    finally:
+        server.close()
+        for c in list(conns):
+            c.abort()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), 2)
+        app.close()
+
+
+@contextlib.contextmanager
+def run_in_thread(config: SimConfig) -> Iterator[str]:
+    """Run the simulator in a background thread's event loop; yields its base URL and stops it on exit."""
+    config.validate()
+    loop = new_event_loop()
+    stop_holder: dict = {}
+    started = threading.Event()
+    result: dict = {}
+
+    def ready(url: str) -> None:
+        result["url"] = url
+        started.set()
+
+    async def main() -> None:
+        stop_holder["stop"] = asyncio.Event()
+        await serve(config, stop_holder["stop"], ready)
+
+    def target() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(main())
+        except BaseException as e:  # reported to the caller below
+            result["error"] = e
+            started.set()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=target, name="ollama-locust-sim", daemon=True)
+    thread.start()
+    started.wait(30)
+    if "error" in result or "url" not in result:
+        thread.join(5)
+        raise SimStartError(f"simulator did not start: {result.get('error', 'timeout')}")
+    try:
+        yield result["url"]
+    finally:
+        loop.call_soon_threadsafe(stop_holder["stop"].set)
+        thread.join(10)
+
+
+@dataclass
+class SimProcess:
+    url: str
+    pid: int
+    proc: subprocess.Popen
+    stderr_path: str
+
+
+@contextlib.contextmanager
+def start_process(args: list[str] | tuple[str, ...] = (), *, timeout: float = 20.0, env: dict | None = None,
+                  cpu: int | None = None) -> Iterator[SimProcess]:
+    """Spawn ``python -m simulator --port 0 ARGS``, wait for its listening line, terminate it on exit.
+
+    ``cpu`` pins the child to one CPU (Linux). Raises SimStartError if it exits or stays silent.
+    """
+    stderr_file = tempfile.NamedTemporaryFile(prefix="ollama-locust-sim-", suffix=".stderr", delete=False)
+    cmd = [sys.executable, "-m", "simulator", "--port", "0", *args]
+    preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file, stdin=subprocess.DEVNULL,
+                            env=env, text=True, bufsize=1, preexec_fn=preexec)
+    try:
+        url = _wait_for_url(proc, timeout, stderr_file.name)
+        yield SimProcess(url=url, pid=proc.pid, proc=proc, stderr_path=stderr_file.name)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+        stderr_file.close()
+
+
+def _wait_for_url(proc: subprocess.Popen, timeout: float, stderr_path: str) -> str:
+    box: dict = {}
+
+    def reader() -> None:
+        line = proc.stdout.readline()
+        box["line"] = line
+        for _ in proc.stdout:  # keep draining so the child never blocks on a full pipe
+            pass
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    deadline = time.monotonic() + timeout
+    while "line" not in box and time.monotonic() < deadline:
+        time.sleep(0.02)
+    line = box.get("line", "")
+    if line.startswith(LISTENING_PREFIX):
+        return line[len(LISTENING_PREFIX):].split(" ", 1)[0].strip()
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    with open(stderr_path, encoding="utf-8", errors="replace") as f:
+        err = f.read().strip().splitlines()
+    why = err[-1] if err else ("no output" if not line else line.strip())
+    raise SimStartError(f"simulator process did not start within {timeout:g} s "
+                        f"(exit code {proc.returncode}): {why}")
+
+
+def config_for_tests(**overrides) -> SimConfig:
+    """A SimConfig on a free port with the instant profile unless overridden."""
+    return replace(SimConfig(port=0, profile="instant"), **overrides)
