@@ -20,7 +20,7 @@ from typing import Iterator
 
 import pytest
 
-from llama_engine import LlamaServer, start_llama_server, write_tiny_model
+from llama_engine import ENGINE_MISSING, LlamaServer, start_llama_server, write_tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +30,8 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def _llama_server(tiny_model, tmp_path_factory) -> Iterator[LlamaServer]:
-    pytest.importorskip("llama_cpp", reason="the engine extra is not installed: run bash scripts/test.sh")
-    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python lacks its [server] extra")
+    pytest.importorskip("llama_cpp", reason=ENGINE_MISSING)
+    pytest.importorskip("llama_cpp.server.app", reason=ENGINE_MISSING)
     log_path = tmp_path_factory.mktemp("engine-log") / "llama-server.log"
     try:
         with start_llama_server(tiny_model, log_path) as server:

@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 WRITER = ROOT / "scripts" / "tiny_gguf.py"
 MODEL_ALIAS = "tiny-llama"
 START_TIMEOUT_S = 60.0
+ENGINE_MISSING = ("the engine extra (llama-cpp-python[server], gguf) is not installed: "
+                  "run bash scripts/test.sh")
 _LISTENING = re.compile(r"Uvicorn running on (http://[\d.]+:\d+)")
 
 
@@ -35,7 +37,7 @@ def load_writer():
 
 
 def write_tiny_model(path: Path, size: str = "test", seed: int = 0) -> Path:
-    pytest.importorskip("gguf", reason="the engine extra is not installed: run bash scripts/test.sh")
+    pytest.importorskip("gguf", reason=ENGINE_MISSING)
     return load_writer().write_model(path, size=size, seed=seed)
 
 

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from llama_engine import start_llama_server
+from llama_engine import ENGINE_MISSING, start_llama_server
 
 N = 40  # max_tokens of the shape tests
 PRINTABLE = {chr(b) for b in range(0x20, 0x7F)}
@@ -128,7 +128,7 @@ def test_two_concurrent_requests_are_served_one_after_the_other(llama_server, ll
 
 
 def test_a_server_that_cannot_start_fails_with_its_log_tail(tmp_path):
-    pytest.importorskip("llama_cpp.server.app")
+    pytest.importorskip("llama_cpp.server.app", reason=ENGINE_MISSING)
     bad = tmp_path / "not-a-model.gguf"
     bad.write_bytes(b"this is not GGUF")
     with pytest.raises(RuntimeError) as failure:

@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from llama_engine import WRITER, load_writer, write_tiny_model
+from llama_engine import ENGINE_MISSING, WRITER, load_writer, write_tiny_model
 
 PRINTABLE = {chr(b) for b in range(0x20, 0x7F)}
 
 
 @pytest.fixture(scope="module")
 def llama_cpp():
-    return pytest.importorskip("llama_cpp", reason="the engine extra is not installed: run bash scripts/test.sh")
+    return pytest.importorskip("llama_cpp", reason=ENGINE_MISSING)
 
 
 def test_same_seed_writes_the_same_bytes(tmp_path):
@@ -27,7 +27,7 @@ def test_same_seed_writes_the_same_bytes(tmp_path):
 
 
 def test_written_file_has_the_metadata_and_tensors_llama_cpp_needs(tiny_model):
-    gguf = pytest.importorskip("gguf")
+    gguf = pytest.importorskip("gguf", reason=ENGINE_MISSING)
     reader = gguf.GGUFReader(str(tiny_model))
     keys = set(reader.fields)
     for key in ("general.architecture", "llama.context_length", "llama.embedding_length",
@@ -43,7 +43,7 @@ def test_written_file_has_the_metadata_and_tensors_llama_cpp_needs(tiny_model):
 
 
 def test_command_line_writes_a_model_and_rejects_an_unknown_size(tmp_path):
-    pytest.importorskip("gguf")
+    pytest.importorskip("gguf", reason=ENGINE_MISSING)
     out = tmp_path / "cli.gguf"
     done = subprocess.run([sys.executable, str(WRITER), str(out), "--size", "test", "--seed", "3"],
                           capture_output=True, text=True, timeout=60)
