@@ -124,7 +124,7 @@ def server_split(final: dict | None) -> dict[str, float | None]:
         out["server_total_ms"] = None
         return out
     wait = out["server_total_ms"] - out["load_ms"] - out["prompt_eval_ms"] - out["eval_ms"]
-    out["queue_wait_ms"] = max(wait, 0.0)
+    out["queue_wait_ms"] = round(max(wait, 0.0), 6)  # ns resolution; no float dust
     return out
 
 
@@ -132,6 +132,6 @@ def _ns_to_ms(value) -> float:
     if value is None:
         return 0.0
     try:
-        return float(value) / NS_PER_MS
+        return round(float(value) / NS_PER_MS, 6)
     except (TypeError, ValueError):
         return 0.0

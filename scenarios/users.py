@@ -1,0 +1,252 @@
+"""The Locust users: people who use a self-hosted LLM.
+
+* :class:`StudentUser`: a student in a class; a multi-turn chat (3-8 turns, then a new conversation)
+  that grows with the model's actual replies; reads and thinks between turns (``--think-time``);
+  short and long school questions in English, German, Russian and Chinese.
+* :class:`RecipeUser`: a kitchen app: ingredients -> a recipe as JSON (``format: "json"`` on the Ollama
+  APIs, ``response_format`` on OpenAI, the instruction in the prompt everywhere); a reply that is not a
+  JSON object with ``title``, ``ingredients`` and ``steps`` is ``invalid``.
+* :class:`BurstyUser`: waits, then the whole group asks at once: at every multiple of
+  ``--burst-period`` on the wall clock (so all BurstyUsers on all workers fire together), or when
+  :func:`trigger_burst` is called (a shape's signal; :func:`fire_burst` reaches every worker).
+
+All use the client chosen by ``--api`` (one keep-alive connection per user) and report every request
+through ``scenarios.recording.report_request`` exactly once, also when a stop cuts it short. Weights are
+class attributes (``weight``); pick classes with ``--class-picker`` or by name on the command line.
+Options are read with ``scenarios.options.get``, so the users work in library mode too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+
+import gevent
+import gevent.event
+import orjson
+from locust import User, task
+from locust.exception import StopUser
+
+from scenarios import options, schema
+from scenarios.clients import make_client
+from scenarios.prompts import load_cached, recipe_prompt
+from scenarios.recording import report_request
+
+logger = logging.getLogger(__name__)
+
+BURST_MESSAGE = "ollama_locust_burst"
+
+
+def parse_think_time(value) -> tuple[float, float]:
+    """``'S'`` or ``'MIN,MAX'`` seconds -> (min, max). Raises ValueError with a one-line message."""
+    text = str(value).strip()
+    try:
+        parts = [float(part) for part in text.split(",")] if text else []
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or parts[0] < 0 or parts[1] < parts[0] or not all(math.isfinite(p) for p in parts):
+        raise ValueError(f"--think-time {value!r}: give seconds 'S' or a range 'MIN,MAX' (e.g. 2,8)")
+    return parts[0], parts[1]
+
+
+def check_recipe(text: str) -> str | None:
+    """None when ``text`` is a recipe: a JSON object with a title, ingredients and steps; else why not."""
+    body = text.strip()
+    if body.startswith("```"):  # a fenced block is still the JSON the app asked for
+        body = body.strip("`").strip()
+        if body[:4].lower() == "json":
+            body = body[4:]
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return f"recipe reply is not valid JSON: {' '.join(text[:60].split())!r}"
+    if not isinstance(obj, dict):
+        return f"recipe reply is JSON but not an object ({type(obj).__name__})"
+    missing = [key for key in ("title", "ingredients", "steps") if not obj.get(key)]
+    if missing:
+        return f"recipe JSON lacks {', '.join(missing)}"
+    if not isinstance(obj["title"], str):
+        return "recipe JSON: title is not a string"
+    for key in ("ingredients", "steps"):
+        if not isinstance(obj[key], list):
+            return f"recipe JSON: {key} is not a list"
+    return None
+
+
+def check_options(environment) -> None:
+    """Validate the load options the users read (prompts file, think time, API/gateway settings)
+    before any user starts. Raises ValueError (``PromptsError``, ``GatewayConfigError``) with one line."""
+    load_cached(options.get(environment, "prompts") or None)
+    parse_think_time(options.get(environment, "think_time"))
+    period = float(options.get(environment, "burst_period"))
+    if period < 0 or not math.isfinite(period):
+        raise ValueError(f"--burst-period {period:g}: must be >= 0 seconds (0 = only on the shape's signal)")
+    client = make_client(environment, getattr(environment, "host", None) or "http://127.0.0.1:11434")
+    client.close()
+
+
+class LLMUser(User):
+    """Common part: one client per user, prompts, and the one way a request is reported."""
+
+    abstract = True
+    json_format = False
+
+    def on_start(self) -> None:
+        environment = self.environment
+        try:
+            self.prompts = load_cached(options.get(environment, "prompts") or None)
+            self.think_min, self.think_max = parse_think_time(options.get(environment, "think_time"))
+            self.llm = make_client(environment, self.host or environment.host)
+        except ValueError as exc:
+            logger.error("%s: %s", type(self).__name__, exc)
+            raise StopUser() from None
+        self.request_name = f"{type(self).__name__} {self.llm.path}"
+
+    def on_stop(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            llm.close()
+
+    def wait_time(self) -> float:
+        return random.uniform(self.think_min, self.think_max)
+
+    def ask(self, messages: list[dict], check=None) -> tuple[dict, str]:
+        """Send one request, apply the scenario's semantic ``check(text) -> error or None``, report it.
+
+        A stop during the request reports it as cut short, then lets the stop go on.
+        """
+        try:
+            record, text = self.llm.chat(messages, json_format=self.json_format)
+        except BaseException as exc:
+            record = getattr(exc, "llm_record", None)
+            if record is not None:
+                self._report(record)
+            raise
+        if record["outcome"] == schema.OK and check is not None:
+            problem = check(text)
+            if problem:
+                record["outcome"] = schema.INVALID
+                record["error"] = problem
+                text = ""
+        self._report(record)
+        return record, text
+
+    def _report(self, record: dict) -> None:
+        try:
+            report_request(self, record, self.request_name)
+        except Exception:  # a sink problem must not kill the user; it is logged once per record
+            logger.exception("reporting request %s failed", record.get("request_id"))
+
+
+class StudentUser(LLMUser):
+    """A student: multi-turn chat of 3-8 turns growing with the model's replies, thinking in between."""
+
+    weight = 3
+    min_turns = 3
+    max_turns = 8
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.messages: list[dict] = []
+        self.turns_left = 0
+        self.lang = "en"
+
+    @task
+    def converse(self) -> None:
+        if self.turns_left <= 0:
+            question = random.choice(self.prompts.school)
+            self.messages = []
+            self.turns_left = random.randint(self.min_turns, self.max_turns)
+            self.lang = question.lang
+            text = question.text
+        else:
+            text = random.choice(self.prompts.followups_for(self.lang))
+        self.messages.append({"role": "user", "content": text})
+        record, reply = self.ask(self.messages)
+        self.turns_left -= 1
+        if record["outcome"] == schema.OK:
+            self.messages.append({"role": "assistant", "content": reply})
+        else:
+            self.messages.pop()  # the question got no answer; the conversation goes on without it
+
+
+class RecipeUser(LLMUser):
+    """A kitchen app user: ingredients in, a recipe as a JSON object out (else ``invalid``)."""
+
+    weight = 1
+    json_format = True
+
+    @task
+    def cook(self) -> None:
+        recipe = random.choice(self.prompts.recipes)
+        self.ask([{"role": "user", "content": recipe_prompt(recipe)}], check=check_recipe)
+
+
+# --- bursts -----------------------------------------------------------------------------------------
+
+_burst_event = gevent.event.Event()
+
+
+def trigger_burst() -> None:
+    """Make every BurstyUser waiting in this process fire now (the shape's signal)."""
+    global _burst_event
+    event, _burst_event = _burst_event, gevent.event.Event()
+    event.set()
+
+
+def register_burst_message(environment) -> None:
+    """On a worker (or a local runner): fire the bursts when the master sends ``BURST_MESSAGE``.
+    Call it from an ``init`` listener."""
+    runner = environment.runner
+    if runner is not None and hasattr(runner, "register_message"):
+        runner.register_message(BURST_MESSAGE, lambda _msg, **_kw: trigger_burst())
+
+
+def fire_burst(environment) -> None:
+    """Make all BurstyUsers fire now: in this process and, from a master, on every worker."""
+    runner = environment.runner
+    if runner is not None and type(runner).__name__ == "MasterRunner":
+        runner.send_message(BURST_MESSAGE, None)
+    trigger_burst()
+
+
+def seconds_to_next_burst(period: float, now: float | None = None) -> float:
+    """Seconds from ``now`` (unix time) to the next multiple of ``period`` on the wall clock."""
+    now = time.time() if now is None else now
+    return math.floor(now / period + 1.0) * period - now
+
+
+class BurstyUser(LLMUser):
+    """Waits for the burst, then asks one short school question with the whole group.
+
+    The wait happens in ``wait_time`` (Locust's waiting state), so a stop ends a waiting user at once.
+    """
+
+    weight = 1
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.armed = False
+        self.period = float(options.get(self.environment, "burst_period"))
+        short = [p for p in self.prompts.school if p.length == "short"]
+        self.questions = short or list(self.prompts.school)
+
+    def wait_time(self) -> float:
+        event = _burst_event
+        if self.period > 0:
+            event.wait(timeout=seconds_to_next_burst(self.period))
+        else:
+            while not event.wait(timeout=3600):
+                pass
+        return 0.0
+
+    @task
+    def ask_with_everybody(self) -> None:
+        if not self.armed:  # Locust runs a task before the first wait: the first one only arms the user
+            self.armed = True
+            return
+        self.ask([{"role": "user", "content": random.choice(self.questions).text}])
