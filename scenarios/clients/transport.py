@@ -15,6 +15,7 @@ whether a status line had arrived (``http_error``) or not yet (a dropped stream 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket as _stdlib_socket
 from urllib.parse import urlsplit
 
@@ -150,6 +151,10 @@ class Connection:
         self.host_header = host if default_port else f"{host}:{self.port}"
         self.connect_timeout = connect_timeout
         self._sock = None
+        try:
+            self._family = _stdlib_socket.AF_INET6 if ipaddress.ip_address(self.host).version == 6 else _stdlib_socket.AF_INET
+        except ValueError:
+            self._family = None
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
@@ -164,7 +169,16 @@ class Connection:
 
     def _connect(self):
         try:
-            sock = gevent.socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+            if self._family is not None:  # an IP literal: no resolver round trip (gevent's runs in a thread)
+                sock = gevent.socket.socket(self._family, _stdlib_socket.SOCK_STREAM)
+                sock.settimeout(self.connect_timeout)
+                try:
+                    sock.connect((self.host, self.port))
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                sock = gevent.socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
         except _stdlib_socket.timeout:
             raise TransportError(f"connect to {self.host}:{self.port} timed out after {self.connect_timeout:g}s") from None
         except OSError as exc:

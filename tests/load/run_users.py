@@ -69,12 +69,13 @@ def main():
     if args.burst_at is not None:
         gevent.spawn_later(args.burst_at, users.trigger_burst)
     gevent.sleep(args.seconds)
+    stop_time = time.time()
     runner.stop()
     runner.quit()
     for record in sink.records:
         print(json.dumps(record))
-    print(json.dumps({"locust_events": len(failures), "ttft_events": failures.count("TTFT"),
-                      "errors": {k: v.occurrences for k, v in env.runner.stats.errors.items()}}))
+    print(json.dumps({"stop_time": stop_time, "locust_events": len(failures), "ttft_events": failures.count("TTFT"),
+                      "errors": {str(v.error): v.occurrences for v in env.runner.stats.errors.values()}}))
     sys.stdout.flush()
 
 
