@@ -1,0 +1,30 @@
+"""The post-processor: a run folder -> results.md, results.json and plots; ``compare`` for several runs.
+
+Never imports locust or gevent; pandas and matplotlib are imported where they are used.
+
+    write_report(run_dir, *, slo_p95_ms=None, min_success=None, plots=True) -> Report
+    compare_runs(run_dirs, *, out=None) -> str (markdown)
+    analyse(run_dir, ...) -> Analysis (nothing written)
+    METRICS: the metric table every output loops over
+    ReportError: the one error; ``str(err)`` is one line
+"""
+
+from __future__ import annotations
+
+from ._analysis import Analysis, analyse
+from ._compare import compare_runs
+from ._errors import ReportError
+from ._metrics import METRICS, PERCENTILE_METHOD, Metric
+from ._report import Report, write_report
+
+__all__ = sorted([
+    "Analysis",
+    "METRICS",
+    "Metric",
+    "PERCENTILE_METHOD",
+    "Report",
+    "ReportError",
+    "analyse",
+    "compare_runs",
+    "write_report",
+])

@@ -1,0 +1,199 @@
+"""A run folder's analysis: steps with notes, the SLO verdict per step, and the gaps.
+
+``analyse(path)`` is pure (it writes nothing); ``write_report`` renders and writes it, ``compare``
+lays several side by side.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from scenarios import schema
+
+from ._load import RunFolder, load_run
+from ._metrics import PERCENTILE_TEXT, format_seconds, format_value, is_number
+from ._steps import OUTCOME_NOTE, Step, build_class_rows, build_steps
+
+DEFAULT_MIN_SUCCESS = 0.95
+SLOW_FACTOR = 1.5  # a step's p95 at least this many times the baseline's gets a note
+
+
+@dataclass
+class Slo:
+    p95_ms: float | None
+    min_success: float
+    source: str  # where the thresholds came from
+
+    def verdict(self, step: Step) -> str | None:
+        """None when the step meets the SLO, else why not; "" when it had nothing to judge."""
+        m = step.metrics
+        judged = m.get("requests", 0) - step.outcomes.get(schema.CUT_SHORT, 0)
+        if not judged:
+            return ""
+        reasons = []
+        rate = m.get("success_rate")
+        if is_number(rate) and rate < self.min_success:
+            reasons.append(f"success {format_value('ratio', rate)} < {format_value('ratio', self.min_success)}")
+        p95 = m.get("p95_ms")
+        if self.p95_ms is not None and is_number(p95) and p95 > self.p95_ms:
+            reasons.append(f"p95 {format_seconds(p95)} > SLO {format_seconds(self.p95_ms)}")
+        return "; ".join(reasons) if reasons else None
+
+
+@dataclass
+class Analysis:
+    folder: RunFolder
+    source: str  # "requests.csv" | "locust-csv"
+    steps: list[Step]
+    slo: Slo
+    class_rows: list[dict] = field(default_factory=list)
+    percentile_text: str = PERCENTILE_TEXT
+    server_durations: str = ""  # "" when present, else the n/a sentence
+    verdicts: dict = field(default_factory=dict)  # stage -> None | reason | ""
+    baseline: Step | None = None
+
+    @property
+    def run(self) -> dict:
+        return self.folder.run
+
+    @property
+    def gaps(self) -> list[str]:
+        return self.folder.gaps
+
+    @property
+    def label(self) -> str:
+        return self.folder.label
+
+
+def resolve_slo(run: dict, slo_p95_ms: float | None, min_success: float | None) -> Slo:
+    run_slo = run.get("slo") if isinstance(run.get("slo"), dict) else {}
+    sources = []
+    p95 = slo_p95_ms
+    if p95 is not None:
+        sources.append("p95 from the command line")
+    elif is_number(run_slo.get("p95_ms")) and run_slo["p95_ms"] > 0:
+        p95 = float(run_slo["p95_ms"])
+        sources.append("p95 from run.json")
+    if p95 is not None and p95 <= 0:
+        p95 = None
+    rate = min_success
+    if rate is not None:
+        sources.append("success threshold from the command line")
+    elif is_number(run_slo.get("min_success")):
+        rate = float(run_slo["min_success"])
+        sources.append("success threshold from run.json")
+    else:
+        rate = DEFAULT_MIN_SUCCESS
+        sources.append("default success threshold")
+    return Slo(p95_ms=p95, min_success=rate, source=", ".join(sources))
+
+
+def _no_durations_text(run: dict) -> str:
+    api = run.get("api")
+    if api == "openai":
+        return "n/a: the OpenAI-compatible API reports no server durations"
+    if api == "gateway":
+        return "n/a: the gateway's replies carry no server durations"
+    return "n/a: no request carried server durations (load/prompt eval/eval)"
+
+
+def analyse(path: str, *, slo_p95_ms: float | None = None, min_success: float | None = None) -> Analysis:
+    folder = load_run(path)
+    slo = resolve_slo(folder.run, slo_p95_ms, min_success)
+    if folder.requests is not None:
+        steps = build_steps(folder.requests, folder.stages, folder.run)
+        analysis = Analysis(folder=folder, source="requests.csv", steps=steps, slo=slo,
+                            class_rows=build_class_rows(folder.requests, steps))
+        if not any(s.time_split for s in steps):
+            analysis.server_durations = _no_durations_text(folder.run)
+        if len(folder.requests) == 0:
+            folder.gaps.append("requests.csv holds no requests")
+    else:
+        from ._locust_csv import locust_steps
+
+        steps, text = locust_steps(folder)
+        analysis = Analysis(folder=folder, source="locust-csv", steps=steps, slo=slo, percentile_text=text,
+                            server_durations="n/a: Locust's CSVs carry no server durations")
+    _judge(analysis)
+    _annotate(analysis)
+    return analysis
+
+
+def _judge(analysis: Analysis) -> None:
+    with_ok = [s for s in analysis.steps if s.metrics.get("p50_ms") is not None and is_number(s.metrics.get("p50_ms"))]
+    if with_ok:
+        lowest = min(s.users if is_number(s.users) else math.inf for s in with_ok)
+        analysis.baseline = next(s for s in with_ok if (s.users if is_number(s.users) else math.inf) == lowest)
+    for step in analysis.steps:
+        analysis.verdicts[step.stage] = analysis.slo.verdict(step)
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _statuses(codes: dict) -> str:
+    shown = [str(c) for c in sorted(codes) if c]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def _invalid_note(step: Step, count: int) -> str:
+    text = step.outcome_errors.get(schema.INVALID, "")
+    head = text.split(":")[0].strip()
+    if head.lower().startswith("invalid") and len(head) <= 40:
+        return f"{count} {head}"
+    return f"{count} invalid" + (f" ({head})" if head and len(head) <= 40 else "")
+
+
+def outcome_notes(step: Step) -> list[str]:
+    notes = []
+    for outcome in schema.FAILURE_OUTCOMES:
+        n = step.outcomes.get(outcome, 0)
+        if not n:
+            continue
+        if outcome == schema.REJECTED:
+            notes.append(f"{n} rejected{_statuses(step.statuses.get(outcome, {}))}")
+        elif outcome == schema.INVALID:
+            notes.append(_invalid_note(step, n))
+        elif outcome == schema.HTTP_ERROR:
+            notes.append(_plural(n, *OUTCOME_NOTE[outcome]) + _statuses(step.statuses.get(outcome, {})))
+        else:
+            notes.append(_plural(n, *OUTCOME_NOTE[outcome]))
+    other = sum(c for o, c in step.outcomes.items() if o not in schema.OUTCOMES and o != "failed")
+    if other:
+        notes.append(f"{other} with an unknown outcome (counted as failures)")
+    return notes
+
+
+def _annotate(analysis: Analysis) -> None:
+    base = analysis.baseline
+    base_p95 = base.metrics.get("p95_ms") if base else None
+    seen_failure = False
+    for step in analysis.steps:
+        m, notes = step.metrics, []
+        if not m.get("requests"):
+            notes.append("no requests")
+        notes.extend(outcome_notes(step))
+        judged = m.get("requests", 0) - step.outcomes.get(schema.CUT_SHORT, 0)
+        if judged and step.outcomes.get(schema.OK, 0) == 0 and analysis.source == "requests.csv":
+            notes.append("all failed")
+        if step.failures and not seen_failure:
+            notes.append("first failures")
+            seen_failure = True
+        p95 = m.get("p95_ms")
+        if step is not base and is_number(p95) and is_number(base_p95) and base_p95 > 0:
+            ratio = p95 / base_p95
+            if ratio >= SLOW_FACTOR:
+                notes.append(f"p95 {ratio:.1f}× baseline")
+        verdict = analysis.verdicts.get(step.stage)
+        if verdict:
+            notes.append("fails SLO: " + verdict)
+        cut = step.outcomes.get(schema.CUT_SHORT, 0)
+        if cut:
+            notes.append(f"{cut} cut short by the stop (not in success rate)")
+        if step.settled:
+            notes.append(f"settle: {step.settled} requests left out")
+        if step.window_note:
+            notes.append(step.window_note)
+        step.notes = notes + step.notes

@@ -1,0 +1,167 @@
+"""The conclusion, written from the numbers: baseline, degradation, failure point, capacity, advice."""
+
+from __future__ import annotations
+
+from scenarios import schema
+
+from ._analysis import Analysis
+from ._metrics import format_seconds, format_value, is_number
+from ._steps import Step
+
+QUEUE_DOMINATES = 0.5  # queue wait share of a typical request above which NUM_PARALLEL is the lever
+COLD_START_MS = 1000.0  # warm-up load_duration above which OLLAMA_KEEP_ALIVE is advised
+COLLAPSE = 0.5  # per-request tokens/s at or below this share of the baseline ...
+FLAT_TOTAL = 1.25  # ... while total tokens/s grew less than this factor: the hardware is saturated
+
+
+def users_text(step: Step) -> str:
+    if not is_number(step.users):
+        return "the whole run"
+    n = int(step.users)
+    return f"{n} user" if n == 1 else f"{n} users"
+
+
+def _pct_change(new: float, old: float) -> str:
+    if not (is_number(new) and is_number(old)) or old == 0:
+        return ""
+    change = (new - old) / old * 100
+    return f"{change:+.0f} %".replace("-", "−")
+
+
+def queue_share(step: Step) -> float | None:
+    split = step.time_split
+    if not split:
+        return None
+    total = sum(split[k] for k in ("queue_wait_ms", "load_ms", "prompt_eval_ms", "eval_ms", "outside_ms"))
+    return split["queue_wait_ms"] / total if total > 0 else None
+
+
+def _num_parallel(run: dict):
+    sim = run.get("simulator") if isinstance(run.get("simulator"), dict) else {}
+    return sim.get("num_parallel")
+
+
+def conclude(a: Analysis) -> dict:
+    """{"text": [markdown paragraphs/bullets], "recommendations": [...], and the key figures}."""
+    run, steps, base, slo = a.run, a.steps, a.baseline, a.slo
+    text: list[str] = []
+    recs: list[str] = []
+    out: dict = {"baseline_users": None, "failure_point_users": None, "largest_users_meeting_slo": None}
+
+    sim = run.get("simulator")
+    if sim:
+        detail = ", ".join(f"{k} {v}" for k, v in sim.items() if k in ("profile", "num_parallel", "max_queue")) \
+            if isinstance(sim, dict) else ""
+        text.append(f"**The target was the embedded simulator**{f' ({detail})' if detail else ''}: these numbers "
+                    "describe the simulator's model of Ollama, not a real server.")
+    if run.get("interrupted"):
+        planned = run.get("steps") or []
+        ran = [int(s.users) for s in steps if is_number(s.users)]
+        plan = f" (planned {', '.join(map(str, planned))} users; ran {', '.join(map(str, ran))})" if planned else ""
+        text.append(f"**The run was interrupted** before its plan ended{plan}: the last step is partial.")
+    missing = run.get("missing_workers") or []
+    if missing:
+        text.append(f"**Workers stopped reporting** during the run ({', '.join(map(str, missing))}): requests they "
+                    "sent after that are missing, so later steps undercount.")
+
+    if base is None:
+        text.append("No step had a successful request: there is no baseline, and no latency to judge. "
+                    "Check the target and model (the error breakdown above says what failed).")
+        out["text"], out["recommendations"] = text, recs
+        return out
+
+    bm = base.metrics
+    out["baseline_users"] = base.users if is_number(base.users) else None
+    tok = bm.get("tokens_per_s_request")
+    tok_text = f", {format_value('tok/s', tok)} tokens/s per request" if is_number(tok) else ""
+    ttft = bm.get("ttft_p50_ms")
+    ttft_text = f", TTFT p50 {format_seconds(ttft)}" if is_number(ttft) else ""
+    text.append(f"**Baseline ({users_text(base)}):** p50 {format_value('ms', bm.get('p50_ms'))}, "
+                f"p95 {format_value('ms', bm.get('p95_ms'))}{ttft_text}{tok_text}, "
+                f"success {format_value('ratio', bm.get('success_rate'))}.")
+
+    lines = []
+    for step in steps:
+        if step is base or not step.metrics.get("requests"):
+            continue
+        m = step.metrics
+        parts = []
+        if is_number(m.get("p95_ms")) and is_number(bm.get("p95_ms")) and bm["p95_ms"] > 0:
+            parts.append(f"p95 {format_seconds(m['p95_ms'])} ({m['p95_ms'] / bm['p95_ms']:.1f}× baseline)")
+        elif m.get("success_rate") == 0:
+            parts.append("no successful request")
+        if is_number(m.get("tokens_per_s_request")) and is_number(tok):
+            parts.append(f"{format_value('tok/s', m['tokens_per_s_request'])} tokens/s per request "
+                         f"({_pct_change(m['tokens_per_s_request'], tok)})")
+        total, btotal = m.get("tokens_per_s_total"), bm.get("tokens_per_s_total")
+        if is_number(total) and is_number(btotal) and btotal > 0:
+            parts.append(f"{format_value('tok/s', total)} tokens/s in total ({total / btotal:.1f}× baseline)")
+        parts.append(f"success {format_value('ratio', m.get('success_rate'))}")
+        lines.append(f"- {users_text(step)}: " + ", ".join(parts))
+    if lines:
+        text.append("**Degradation per step:**\n" + "\n".join(lines))
+
+    # Failure point and capacity.
+    p95_rule = f"p95 ≤ {format_seconds(slo.p95_ms)}" if slo.p95_ms is not None else None
+    rule = " and ".join(r for r in (p95_rule, f"success ≥ {format_value('ratio', slo.min_success)}") if r)
+    failing = next((s for s in steps if a.verdicts.get(s.stage)), None)
+    before = steps[: steps.index(failing)] if failing else steps
+    passing = [s for s in before if a.verdicts.get(s.stage) is None and s.metrics.get("requests")]
+    best = max(passing, key=lambda s: s.users if is_number(s.users) else -1) if passing else None
+    if failing:
+        out["failure_point_users"] = failing.users if is_number(failing.users) else None
+        text.append(f"**Failure point:** {users_text(failing)} ({a.verdicts[failing.stage]}).")
+    else:
+        text.append(f"**No step failed** the thresholds ({rule}).")
+    only = "" if slo.p95_ms is not None else \
+        " — judged on success rate only: no p95 SLO was given (pass --slo-p95 MS, or set it in the run)"
+    if best is not None:
+        out["largest_users_meeting_slo"] = best.users if is_number(best.users) else None
+        text.append(f"**Largest user count meeting the SLO** ({rule}): {users_text(best)}{only}.")
+    else:
+        text.append(f"**No step met the SLO** ({rule}){only}.")
+
+    # Recommendations.
+    top = max((s for s in steps if s.metrics.get("requests")), key=lambda s: s.users if is_number(s.users) else -1)
+    if failing and best is not None and is_number(best.users):
+        recs.append(f"Rate-limit the gateway at {int(best.users)} concurrent requests (the largest step that met "
+                    f"the SLO); queue or refuse the rest rather than letting everyone slow down.")
+    if best is None and base is not None:
+        recs.append(f"Even {users_text(base)} misses the SLO: use a smaller model or faster hardware (a GPU).")
+    tm, ttop = top.metrics.get("tokens_per_s_request"), top.metrics.get("tokens_per_s_total")
+    saturated = (top is not base and is_number(tm) and is_number(tok) and tm <= COLLAPSE * tok
+                 and is_number(ttop) and is_number(bm.get("tokens_per_s_total"))
+                 and ttop < FLAT_TOTAL * bm["tokens_per_s_total"])
+    share_step = failing if failing and queue_share(failing) is not None else top
+    share = queue_share(share_step)
+    if saturated:
+        recs.append(f"The hardware is saturated: at {users_text(top)} each request generates "
+                    f"{format_value('tok/s', tm)} tokens/s ({_pct_change(tm, tok)} vs baseline) while the total "
+                    f"stays at {format_value('tok/s', ttop)} tokens/s — more parallelism will not help; use a "
+                    "smaller model or a GPU.")
+    elif share is not None and share >= QUEUE_DOMINATES:
+        np_now = _num_parallel(run)
+        now = f" (now {np_now})" if np_now is not None else ""
+        recs.append(f"Raise OLLAMA_NUM_PARALLEL{now}: at {users_text(share_step)}, {share * 100:.0f} % of a typical "
+                    "request's time is queueing for a free slot. Each slot costs KV-cache memory (num_ctx × "
+                    "NUM_PARALLEL); re-run with the new value and compare.")
+    warm = run.get("warmup") if isinstance(run.get("warmup"), dict) else {}
+    if is_number(warm.get("load_ms")) and warm["load_ms"] >= COLD_START_MS:
+        recs.append(f"Cold start of {format_seconds(warm['load_ms'])} (the warm-up request's model load): set "
+                    "OLLAMA_KEEP_ALIVE (e.g. 24h, or -1) so the model stays loaded between users.")
+    rejected = sum(s.outcomes.get(schema.REJECTED, 0) for s in steps)
+    if rejected:
+        recs.append(f"{rejected} requests were rejected (429/503 'busy'): Ollama's scheduler queue "
+                    "(OLLAMA_MAX_QUEUE, during a model load) or the gateway refused them; clients should retry "
+                    "with back-off.")
+    timeouts = sum(s.outcomes.get(schema.TIMEOUT, 0) for s in steps)
+    if timeouts:
+        recs.append(f"{timeouts} requests timed out waiting: the queue grew longer than the clients' patience; "
+                    "limit concurrency before the server rather than after it.")
+    if not failing and not recs:
+        recs.append(f"The target carried the highest step tested ({users_text(top)}) within the thresholds: "
+                    "test higher user counts to find its limit.")
+    if recs:
+        text.append("**Recommendation:**\n" + "\n".join(f"- {r}" for r in recs))
+    out["text"], out["recommendations"] = text, recs
+    return out

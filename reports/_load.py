@@ -1,0 +1,275 @@
+"""Reading a run folder: requests.csv, stages.csv, run.json, or Locust's own CSVs.
+
+Every reader returns what it could read plus a list of *gaps*: one sentence per thing that was
+missing or damaged, which the report prints instead of hiding it. Only a folder with nothing to
+report on, or a file the OS refuses to open, raises ``ReportError``.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import os
+from dataclasses import dataclass, field
+
+from scenarios import schema
+
+from ._errors import ReportError
+
+# The requests.csv columns the report uses, and how to read them.
+_STR_COLUMNS = ("user_class", "outcome", "error", "api", "settle")
+_NUM_COLUMNS = (
+    "stage", "stage_users", "start_time", "http_status", "ttft_ms", "e2e_ms", "output_tokens",
+    "tokens_per_s", "load_ms", "prompt_eval_ms", "eval_ms", "server_total_ms", "queue_wait_ms",
+)
+USED_COLUMNS = _STR_COLUMNS + _NUM_COLUMNS
+SERVER_DURATION_COLUMNS = ("load_ms", "prompt_eval_ms", "eval_ms", "server_total_ms", "queue_wait_ms")
+_TRUE = ("true", "True", "TRUE", "1", "1.0", "yes")
+
+
+@dataclass
+class RunFolder:
+    path: str
+    run: dict = field(default_factory=dict)  # run.json ({} when missing)
+    requests: object = None  # pandas.DataFrame, or None on the Locust-CSV path
+    stages: object = None  # pandas.DataFrame or None
+    locust_stats: str | None = None  # path of *_stats.csv
+    locust_history: str | None = None  # path of *_stats_history.csv
+    gaps: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        label = self.run.get("label") if isinstance(self.run, dict) else None
+        return str(label) if label else os.path.basename(os.path.normpath(self.path))
+
+
+class _UpTo(io.RawIOBase):
+    """A binary file that ends at ``limit`` bytes: hides a truncated last line from the CSV parser."""
+
+    def __init__(self, fh, limit: int) -> None:
+        self._fh, self._left = fh, limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._left <= 0:
+            return 0
+        view = memoryview(buffer)[: self._left]
+        n = self._fh.readinto(view)
+        self._left -= n
+        return n
+
+
+def _complete_length(path: str) -> tuple[int, bool]:
+    """(bytes up to and including the last newline, whether a partial line follows)."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0, False
+    with open(path, "rb") as fh:
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return size, False
+        pos, chunk = size, 1 << 16
+        while pos > 0:
+            start = max(0, pos - chunk)
+            fh.seek(start)
+            block = fh.read(pos - start)
+            i = block.rfind(b"\n")
+            if i >= 0:
+                return start + i + 1, True
+            pos = start
+        return 0, True
+
+
+def _open_error(path: str, err: OSError) -> ReportError:
+    reason = err.strerror or type(err).__name__
+    return ReportError(f"cannot read {path} ({reason}); check the file's permissions")
+
+
+def read_csv_complete(path: str, what: str, gaps: list[str], **kwargs):
+    """Read a CSV written incrementally, skipping a truncated last line (and saying so)."""
+    import pandas as pd
+
+    try:
+        length, truncated = _complete_length(path)
+        if truncated:
+            gaps.append(f"{what} ends in a truncated line (the writer stopped mid-line): that line was skipped")
+        if length == 0:
+            return None
+        with open(path, "rb") as fh:
+            source = io.BufferedReader(_UpTo(fh, length), 1 << 20) if truncated else fh
+            try:
+                return pd.read_csv(source, **kwargs)
+            except (ValueError, pd.errors.ParserError):
+                if "dtype" not in kwargs:
+                    raise
+                # A value that does not parse as its type: read as text and coerce below.
+                fh.seek(0)
+                source = io.BufferedReader(_UpTo(fh, length), 1 << 20)
+                kwargs = {k: v for k, v in kwargs.items() if k != "dtype"}
+                frame = pd.read_csv(source, dtype=str, **kwargs)
+                frame.attrs["coerce"] = True
+                return frame
+    except OSError as err:
+        raise _open_error(path, err) from err
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        gaps.append(f"{what} could not be parsed ({first}); it was left out")
+        return None
+    except pd.errors.EmptyDataError:
+        return None
+
+
+def read_run_json(path: str, gaps: list[str]) -> dict:
+    file = os.path.join(path, schema.RUN_FILE)
+    if not os.path.exists(file):
+        gaps.append("no run.json: target, model, SLO and warm-up are unknown")
+        return {}
+    try:
+        with open(file, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as err:
+        raise _open_error(file, err) from err
+    except (ValueError, UnicodeDecodeError) as err:
+        gaps.append(f"run.json is not valid JSON ({err}): target, model, SLO and warm-up are unknown")
+        return {}
+    if not isinstance(data, dict):
+        gaps.append("run.json is not a JSON object: ignored")
+        return {}
+    return data
+
+
+def read_requests(file: str, gaps: list[str]):
+    """requests.csv as a frame with every column in ``USED_COLUMNS`` (missing ones empty)."""
+    import numpy as np
+    import pandas as pd
+
+    try:
+        with open(file, encoding="utf-8", errors="replace") as fh:
+            header = fh.readline().rstrip("\r\n").split(",")
+    except OSError as err:
+        raise _open_error(file, err) from err
+    present = [c for c in USED_COLUMNS if c in header]
+    dtype = {c: ("category" if c in _STR_COLUMNS else "float64") for c in present}
+    frame = None
+    if present:
+        frame = read_csv_complete(file, "requests.csv", gaps, usecols=present, dtype=dtype,
+                                  keep_default_na=False, na_values=[""])
+    if frame is None:
+        frame = pd.DataFrame({c: pd.Series(dtype="category" if c in _STR_COLUMNS else "float64")
+                              for c in present})
+    if frame.attrs.get("coerce"):
+        bad = 0
+        for c in present:
+            if c in _NUM_COLUMNS:
+                raw = frame[c]
+                frame[c] = pd.to_numeric(raw, errors="coerce")
+                bad += int((frame[c].isna() & raw.notna()).sum())
+            else:
+                frame[c] = frame[c].astype("category")
+        if bad:
+            gaps.append(f"requests.csv: {bad} malformed numeric cells were treated as not measured")
+    n = len(frame)
+    for c in USED_COLUMNS:
+        if c not in frame.columns:
+            frame[c] = pd.Series(np.nan, index=frame.index, dtype="float64") if c in _NUM_COLUMNS \
+                else pd.Series(pd.Categorical([""] * n))
+    missing = [c for c in ("stage", "outcome", "e2e_ms") if c not in present]
+    if missing:
+        gaps.append("requests.csv has no " + ", ".join(missing) + " column: those numbers are missing")
+    # settle: bool as text ("True"/"False", "1"/"0"); missing means "not in a settle window".
+    frame["settle"] = _truthy(frame["settle"]) if n else np.zeros(0, dtype=bool)
+    if frame["outcome"].isna().any():
+        frame["outcome"] = frame["outcome"].astype(object).fillna("").astype(str).astype("category")
+    frame["stage"] = frame["stage"].fillna(-1)
+    return frame
+
+
+def _truthy(series):
+    """A bool column written as text ("True"/"False", "1"/"0"): pandas may already have parsed it."""
+    import numpy as np
+
+    if series.dtype == "category":
+        truth = np.isin(np.asarray(series.cat.categories.astype(str)), _TRUE)
+        codes = series.cat.codes.to_numpy()
+        return np.where(codes >= 0, truth[np.clip(codes, 0, None)] if len(truth) else False, False)
+    return np.isin(series.astype(object).astype(str).to_numpy(), _TRUE)
+
+
+def read_stages(path: str, gaps: list[str]):
+    file = os.path.join(path, schema.STAGES_FILE)
+    if not os.path.exists(file):
+        return None
+    dtype = {c: ("str" if kind == "str" else "float64") for c, kind, _ in schema.STAGE_COLUMNS}
+    frame = read_csv_complete(file, "stages.csv", gaps, dtype=dtype, keep_default_na=False, na_values=[""])
+    if frame is None or len(frame) == 0:
+        return None
+    if frame.attrs.get("coerce"):
+        import pandas as pd
+
+        for c, kind, _ in schema.STAGE_COLUMNS:
+            if c in frame.columns and kind != "str":
+                frame[c] = pd.to_numeric(frame[c], errors="coerce")
+    if not {"stage", "users"} <= set(frame.columns):
+        gaps.append("stages.csv lacks its stage/users columns: ignored")
+        return None
+    for c in ("start_time", "end_time", "settle_s"):
+        if c not in frame.columns:
+            frame[c] = float("nan")
+    frame = frame.dropna(subset=["stage"])
+    return frame.sort_values("stage", kind="stable").reset_index(drop=True)
+
+
+def find_locust_csv(path: str) -> tuple[str | None, str | None, list[str]]:
+    """(stats, history, notes) for Locust ``--csv`` output in the folder; the newest prefix wins."""
+    notes: list[str] = []
+    histories = sorted(glob.glob(os.path.join(glob.escape(path), "*_stats_history.csv")), key=os.path.getmtime)
+    stats = sorted(glob.glob(os.path.join(glob.escape(path), "*_stats.csv")), key=os.path.getmtime)
+    if histories:
+        history = histories[-1]
+        prefix = history[: -len("_stats_history.csv")]
+        stat = prefix + "_stats.csv"
+        if len(histories) > 1:
+            notes.append(f"several Locust CSV sets in the folder: used the newest, {os.path.basename(prefix)}_*")
+        return (stat if os.path.exists(stat) else None), history, notes
+    if stats:
+        if len(stats) > 1:
+            notes.append(f"several Locust CSV sets in the folder: used the newest, {os.path.basename(stats[-1])}")
+        return stats[-1], None, notes
+    return None, None, notes
+
+
+def load_run(path: str) -> RunFolder:
+    """Read whatever the folder holds; raise ReportError when it holds no run at all."""
+    if not os.path.isdir(path):
+        what = "does not exist" if not os.path.exists(path) else "is not a folder"
+        raise ReportError(f"{path} {what}; give the run folder written by 'ollama-locust step' or 'locust --csv'")
+    folder = RunFolder(path=path)
+    requests_file = os.path.join(path, schema.REQUESTS_FILE)
+    has_requests = os.path.exists(requests_file)
+    stats, history, notes = find_locust_csv(path)
+    has_run_json = os.path.exists(os.path.join(path, schema.RUN_FILE))
+    if not has_requests and stats is None and history is None:
+        hint = " (run.json is there, but no requests were written)" if has_run_json else ""
+        raise ReportError(
+            f"no run in {path}{hint}: no {schema.REQUESTS_FILE} and no Locust *_stats.csv; "
+            "point to a run folder written by 'ollama-locust step' or 'locust --headless --csv PREFIX'"
+        )
+    if has_requests:
+        folder.run = read_run_json(path, folder.gaps)
+        folder.requests = read_requests(requests_file, folder.gaps)
+        folder.stages = read_stages(path, folder.gaps)
+        if folder.stages is None:
+            folder.gaps.append(
+                "no usable stages.csv: steps grouped by the records' stage column and each step's duration "
+                "estimated from its first request's start to its last request's end"
+            )
+    else:
+        gaps: list[str] = []
+        folder.run = read_run_json(path, gaps) if has_run_json else {}
+        folder.gaps.extend(g for g in gaps)
+        folder.locust_stats, folder.locust_history = stats, history
+        folder.gaps.extend(notes)
+    return folder

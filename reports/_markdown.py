@@ -1,0 +1,123 @@
+"""results.md: the tables, the time split, the conclusion and the gaps, rendered from an Analysis."""
+
+from __future__ import annotations
+
+from scenarios import schema
+
+from ._analysis import Analysis
+from ._conclusion import users_text
+from ._metrics import METRICS, format_seconds, format_value, is_number
+from ._steps import TIME_PARTS
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def results_table(a: Analysis) -> str:
+    header = ["Concurrent users"] + [m.label for m in METRICS] + ["Notes"]
+    rows = []
+    for step in a.steps:
+        rows.append([step.users_label] + [format_value(m.unit, step.metrics.get(m.key)) for m in METRICS]
+                    + ["; ".join(step.notes)])
+    return table(header, rows)
+
+
+def class_table(a: Analysis) -> str:
+    header = ["Concurrent users", "User class"] + [m.label for m in METRICS]
+    rows = []
+    for row in a.class_rows:
+        users = str(int(row["users"])) if is_number(row["users"]) else "?"
+        rows.append([users, row["user_class"]] + [format_value(m.unit, row["metrics"].get(m.key)) for m in METRICS])
+    return table(header, rows)
+
+
+def error_table(a: Analysis) -> str | None:
+    present = [o for o in schema.OUTCOMES if o != schema.OK and any(s.outcomes.get(o) for s in a.steps)]
+    extra = sorted({o for s in a.steps for o in s.outcomes if o not in schema.OUTCOMES})
+    present += extra
+    if not present:
+        return None
+    header = ["Concurrent users"] + present + ["Top error texts"]
+    rows = []
+    for step in a.steps:
+        if not any(step.outcomes.get(o) for o in present):
+            continue
+        errors = "; ".join(f"{text[:80]} ×{n}" for text, n in step.top_errors)
+        rows.append([step.users_label] + [str(step.outcomes.get(o, 0)) for o in present] + [errors or "–"])
+    return table(header, rows)
+
+
+def time_split_section(a: Analysis) -> list[str]:
+    with_split = [s for s in a.steps if s.time_split]
+    if not with_split:
+        return [a.server_durations or "n/a: no server durations"]
+    header = ["Concurrent users", "Requests with durations"] + \
+             [f"{label} (median)" for _, label, _ in TIME_PARTS] + [f"{label} share" for _, label, _ in TIME_PARTS]
+    rows, sentences = [], []
+    for step in a.steps:
+        split = step.time_split
+        if not split:
+            rows.append([step.users_label, "0"] + ["–"] * (2 * len(TIME_PARTS)))
+            continue
+        total = sum(split[k] for k, _, _ in TIME_PARTS)
+        shares = [split[k] / total if total > 0 else float("nan") for k, _, _ in TIME_PARTS]
+        rows.append([step.users_label, str(split["n"])] + [format_seconds(split[k]) for k, _, _ in TIME_PARTS]
+                    + [format_value("ratio", s) for s in shares])
+        if total > 0:
+            i = max(range(len(TIME_PARTS)), key=lambda j: shares[j])
+            key, label, _ = TIME_PARTS[i]
+            why = {"queue_wait_ms": " (waiting for a free OLLAMA_NUM_PARALLEL slot)",
+                   "load_ms": " (waiting for the model to load or for the scheduler)",
+                   "outside_ms": " (network, gateway or client)"}.get(key, "")
+            sentences.append(f"- at {users_text(step)}, {shares[i] * 100:.0f} % of the wait is {label}{why}")
+    out = [table(header, rows), "",
+           "Medians of each part over the step's successful requests with server durations; shares are of the "
+           "sum of those medians. Queue wait = total_duration − load − prompt eval − eval (Ollama reports no "
+           "slot wait of its own).", ""]
+    out += sentences
+    return out
+
+
+def render(a: Analysis, conclusion: dict, plots: list[tuple[str, str]]) -> str:
+    run = a.run
+    title = f"# Results: {a.label}"
+    meta = []
+    for key, name in (("host", "target"), ("model", "model"), ("api", "API"), ("server_version", "server")):
+        if run.get(key):
+            meta.append(f"{name} `{run[key]}`")
+    out = [title, ""]
+    if meta:
+        out += [", ".join(meta) + ".", ""]
+    out += [results_table(a), ""]
+    out.append(f"Percentiles: {a.percentile_text}. Avg, p50, p95, Max and TTFT are over successful requests; "
+               "Req/s and Tokens/s (total) count successful requests over the step's measured duration "
+               "(stages.csv, settle window excluded); Tokens/s (per request) is the median decode rate.")
+    slo = a.slo
+    out.append(f"Thresholds: success ≥ {format_value('ratio', slo.min_success)}"
+               + (f", p95 ≤ {format_seconds(slo.p95_ms)}" if slo.p95_ms is not None else ", no p95 SLO")
+               + f" ({slo.source}).")
+    out.append("")
+    if a.class_rows:
+        out += ["## Per user class", "", class_table(a), ""]
+    if a.source == "requests.csv":
+        errors = error_table(a)
+        out += ["## Errors per step", ""]
+        out += [errors if errors else "No failures in any step.", ""]
+    out += ["## Where the time goes", ""] + time_split_section(a) + [""]
+    out += ["## Conclusion", ""]
+    for paragraph in conclusion["text"]:
+        out += [paragraph, ""]
+    if plots:
+        out += ["## Plots", ""]
+        out += [f"![{title_}]({name})" for name, title_ in plots]
+        out.append("")
+    if a.gaps:
+        out += ["## Gaps", ""] + [f"- {g}" for g in a.gaps] + [""]
+    return "\n".join(out)

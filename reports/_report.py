@@ -1,0 +1,101 @@
+"""write_report: a run folder -> results.md, results.json and the PNGs, written into the folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from ._analysis import Analysis, analyse
+from ._conclusion import conclude
+from ._errors import ReportError
+from ._markdown import render, results_table
+from ._metrics import METRICS, clean
+from ._steps import TIME_PARTS
+
+RESULTS_MD = "results.md"
+RESULTS_JSON = "results.json"
+
+
+@dataclass
+class Report:
+    """What ``write_report`` wrote: the markdown, the table alone, the results.json data, the files."""
+
+    run_dir: str
+    markdown: str
+    table_markdown: str
+    data: dict
+    files: list[str] = field(default_factory=list)
+
+
+def _step_json(step) -> dict:
+    return {
+        "stage": step.stage, "users": clean(step.users), "kind": step.kind,
+        "start_time": clean(step.start), "end_time": clean(step.end), "settle_s": clean(step.settle_s),
+        "duration_s": clean(step.window_s),
+        **{m.key: clean(step.metrics.get(m.key)) for m in METRICS},
+        "outcomes": step.outcomes, "http_statuses": {o: {str(k): v for k, v in c.items()} for o, c in step.statuses.items()},
+        "settled_requests": step.settled,
+        "top_errors": [{"error": t, "count": n} for t, n in step.top_errors],
+        "time_split_ms": {k: clean(v) for k, v in step.time_split.items()} if step.time_split else None,
+        "notes": step.notes,
+    }
+
+
+def to_json(a: Analysis, conclusion: dict, plots: list[tuple[str, str]]) -> dict:
+    return {
+        "label": a.label,
+        "source": a.source,
+        "percentiles": a.percentile_text,
+        "metrics": [{"key": m.key, "label": m.label, "unit": m.unit, "how": m.how} for m in METRICS],
+        "time_parts": [{"key": k, "label": label, "how": how} for k, label, how in TIME_PARTS],
+        "slo": {"p95_ms": a.slo.p95_ms, "min_success": a.slo.min_success, "source": a.slo.source},
+        "steps": [_step_json(s) for s in a.steps],
+        "user_classes": [{"stage": r["stage"], "users": clean(r["users"]), "user_class": r["user_class"],
+                          **{k: clean(v) for k, v in r["metrics"].items()}} for r in a.class_rows],
+        "server_durations": a.server_durations or "present",
+        "conclusion": {k: clean(v) if not isinstance(v, list) else v for k, v in conclusion.items()},
+        "plots": [name for name, _ in plots],
+        "gaps": a.gaps,
+        "run": a.run,
+    }
+
+
+def _remove_stale(run_dir: str, keep: list[str]) -> None:
+    from ._plots import FIGURES, TIME_SPLIT_FILE
+
+    for name in [f[0] for f in FIGURES] + [TIME_SPLIT_FILE[0]]:
+        path = os.path.join(run_dir, name)
+        if name not in keep and os.path.exists(path):
+            os.remove(path)
+
+
+def write_report(run_dir: str, *, slo_p95_ms: float | None = None, min_success: float | None = None,
+                 plots: bool = True) -> Report:
+    """Analyse ``run_dir`` and write results.md, results.json and (unless ``plots=False``) the PNGs."""
+    a = analyse(run_dir, slo_p95_ms=slo_p95_ms, min_success=min_success)
+    conclusion = conclude(a)
+    try:
+        drawn = []
+        if plots:
+            from ._plots import draw
+
+            drawn = draw(a, run_dir)
+        _remove_stale(run_dir, [name for name, _ in drawn])
+        markdown = render(a, conclusion, drawn)
+        data = to_json(a, conclusion, drawn)
+        files = []
+        path = os.path.join(run_dir, RESULTS_MD)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(markdown)
+        files.append(path)
+        path = os.path.join(run_dir, RESULTS_JSON)
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, ensure_ascii=False, default=str, allow_nan=False)
+            fh.write("\n")
+        files.append(path)
+    except OSError as err:
+        raise ReportError(f"cannot write the report into {run_dir} ({err.strerror or err}); "
+                          "copy the run folder somewhere writable and report on the copy") from err
+    files += [os.path.join(run_dir, name) for name, _ in drawn]
+    return Report(run_dir=run_dir, markdown=markdown, table_markdown=results_table(a), data=data, files=files)

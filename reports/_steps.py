@@ -1,0 +1,253 @@
+"""From request records to per-step numbers: metrics, notes, error breakdown, time split.
+
+Vectorised: the records are sorted once by step, each step is a slice of plain numpy arrays, and the
+metrics of ``_metrics.METRICS`` run on those slices.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scenarios import schema
+
+from ._metrics import Sample, compute_all, is_number
+
+# The parts of one request's time, from Ollama's own durations (ollama-api.md). Order = stacking order.
+TIME_PARTS: tuple[tuple[str, str, str], ...] = (
+    ("queue_wait_ms", "queue wait", "waiting for a free OLLAMA_NUM_PARALLEL slot (total - load - prompt eval - eval)"),
+    ("load_ms", "model load", "load_duration: scheduler queue and (cold) model load"),
+    ("prompt_eval_ms", "prompt eval", "prompt_eval_duration: prefill of the new prompt tokens"),
+    ("eval_ms", "generation", "eval_duration: generating the answer"),
+    ("outside_ms", "outside the server", "e2e - total_duration: network, gateway, client"),
+)
+
+OUTCOME_NOTE = {
+    schema.TIMEOUT: ("timeout", "timeouts"),
+    schema.HTTP_ERROR: ("HTTP error", "HTTP errors"),
+    schema.STREAM_ERROR: ("stream error", "stream errors"),
+    schema.EMPTY: ("empty reply", "empty replies"),
+}
+
+
+@dataclass
+class Step:
+    stage: int
+    users: float  # target user count (nan when unknown)
+    kind: str = ""
+    start: float = math.nan
+    end: float = math.nan
+    settle_s: float = 0.0
+    window_s: float = math.nan
+    metrics: dict = field(default_factory=dict)
+    outcomes: dict = field(default_factory=dict)  # outcome -> count (settle excluded)
+    statuses: dict = field(default_factory=dict)  # outcome -> {http_status: count}
+    top_errors: list = field(default_factory=list)  # [(error text, count)], most frequent first
+    outcome_errors: dict = field(default_factory=dict)  # outcome -> its most frequent error text
+    settled: int = 0
+    time_split: dict | None = None  # part key -> median ms, plus "n"
+    notes: list = field(default_factory=list)
+    window_note: str = ""
+
+    @property
+    def users_label(self) -> str:
+        return str(int(self.users)) if is_number(self.users) else "?"
+
+    @property
+    def failures(self) -> int:
+        return sum(c for o, c in self.outcomes.items() if o not in (schema.OK, schema.CUT_SHORT))
+
+
+def _steps_from_stages(stages, run: dict, record_end: dict) -> list[Step]:
+    steps = []
+    rows = stages.to_dict("records")
+    for i, row in enumerate(rows):
+        start, end = float(row.get("start_time", math.nan)), float(row.get("end_time", math.nan))
+        settle = float(row.get("settle_s", math.nan))
+        settle = settle if is_number(settle) else 0.0
+        step = Step(stage=int(row["stage"]), users=float(row["users"]), kind=str(row.get("kind") or ""),
+                    start=start, end=end, settle_s=settle)
+        if not is_number(end):
+            nxt = rows[i + 1].get("start_time") if i + 1 < len(rows) else None
+            if nxt is not None and is_number(float(nxt)):
+                step.end = float(nxt)
+                step.window_note = "no end time: measured up to the next step's start"
+            elif is_number(run.get("ended_at")):
+                step.end = float(run["ended_at"])
+                step.window_note = "no end time: measured up to the run's end (run.json)"
+            elif step.stage in record_end:
+                step.end = record_end[step.stage]
+                step.window_note = "no end time (run stopped?): measured up to its last request's end"
+        steps.append(step)
+    return steps
+
+
+def build_steps(frame, stages, run: dict) -> list[Step]:
+    """One Step per stage with metrics, outcomes, notes-ready counts and the time split."""
+    import pandas as pd
+
+    stage_all = frame["stage"].to_numpy(dtype="float64")
+    settle_all = frame["settle"].to_numpy(dtype=bool)
+    start_all = frame["start_time"].to_numpy(dtype="float64")
+    e2e_all = frame["e2e_ms"].to_numpy(dtype="float64")
+    end_all = start_all + np.nan_to_num(e2e_all) / 1000.0
+
+    # Estimated windows for stages without a stages.csv row: first start -> last end of its records.
+    present = np.unique(stage_all) if len(stage_all) else np.empty(0)
+    record_end, record_start, record_users = {}, {}, {}
+    users_all = frame["stage_users"].to_numpy(dtype="float64")
+    if len(stage_all):
+        order = np.argsort(stage_all, kind="stable")
+        bounds = np.searchsorted(stage_all[order], present)
+        for value, lo, hi in zip(present, bounds, list(bounds[1:]) + [len(order)]):
+            idx = order[lo:hi]
+            s = int(value)
+            with np.errstate(all="ignore"):
+                record_start[s] = np.nanmin(start_all[idx]) if np.isfinite(start_all[idx]).any() else math.nan
+                record_end[s] = np.nanmax(end_all[idx]) if np.isfinite(end_all[idx]).any() else math.nan
+            u = users_all[idx]
+            u = u[np.isfinite(u)]
+            record_users[s] = float(np.bincount(u.astype(np.int64)).argmax()) if len(u) and u.min() >= 0 else math.nan
+
+    steps = _steps_from_stages(stages, run, record_end) if stages is not None else []
+    known = {s.stage for s in steps}
+    for s in sorted(int(v) for v in present):
+        if s not in known:
+            step = Step(stage=s, users=record_users.get(s, math.nan), start=record_start.get(s, math.nan),
+                        end=record_end.get(s, math.nan))
+            if stages is not None:
+                step.window_note = "not in stages.csv: duration estimated from its requests"
+            steps.append(step)
+    steps.sort(key=lambda st: st.stage)
+    for step in steps:
+        if is_number(step.start) and is_number(step.end):
+            step.window_s = max(0.0, step.end - step.start - step.settle_s)
+
+    # Counted records: the settle window's ones are left out (and counted per step).
+    counted = frame.loc[~settle_all] if settle_all.any() else frame
+    settled = pd.Series(stage_all[settle_all]).value_counts() if settle_all.any() else pd.Series(dtype="int64")
+    stage = counted["stage"].to_numpy(dtype="float64")
+    outcome = counted["outcome"]
+    outcome_str = outcome.astype(object).to_numpy() if len(counted) else np.empty(0, dtype=object)
+    ok = outcome_str == schema.OK
+    cut = outcome_str == schema.CUT_SHORT
+    e2e = counted["e2e_ms"].to_numpy(dtype="float64")
+    ttft = counted["ttft_ms"].to_numpy(dtype="float64")
+    tps = counted["tokens_per_s"].to_numpy(dtype="float64")
+    tokens = counted["output_tokens"].to_numpy(dtype="float64")
+
+    order = np.argsort(stage, kind="stable")
+    sorted_stage = stage[order]
+    by_stage = {}
+    for step in steps:
+        lo, hi = np.searchsorted(sorted_stage, [step.stage, step.stage + 0.5])
+        by_stage[step.stage] = order[lo:hi]
+
+    parts = _time_parts(counted, ok)
+    failures = ~ok & ~cut
+    fail_frame = counted.loc[failures, ["stage", "outcome", "http_status", "error"]] if failures.any() else None
+
+    for step in steps:
+        idx = by_stage[step.stage]
+        step.settled = int(settled.get(float(step.stage), 0))
+        step.metrics = compute_all(sample_of(idx, ok, cut, e2e, ttft, tps, tokens, step.window_s))
+        values, counts = np.unique(outcome_str[idx].astype(str), return_counts=True)
+        step.outcomes = {str(v): int(c) for v, c in zip(values, counts)}
+        if parts is not None:
+            step.time_split = _split_of(parts, idx, ok)
+    if fail_frame is not None:
+        _failure_details(steps, fail_frame)
+    return steps
+
+
+def sample_of(idx, ok, cut, e2e, ttft, tps, tokens, window_s) -> Sample:
+    ok_idx = idx[ok[idx]]
+    e, t, r = e2e[ok_idx], ttft[ok_idx], tps[ok_idx]
+    return Sample(
+        requests=len(idx), cut_short=int(cut[idx].sum()), ok=len(ok_idx),
+        e2e_ms=e[~np.isnan(e)], ttft_ms=t[~np.isnan(t)], tokens_per_s=r[~np.isnan(r)],
+        ok_output_tokens=float(np.nansum(tokens[ok_idx])), window_s=window_s,
+    )
+
+
+def _time_parts(counted, ok) -> dict | None:
+    """Arrays of each time part (nan where not measured), or None when no request has server durations."""
+    evals = counted["eval_ms"].to_numpy(dtype="float64")
+    total = counted["server_total_ms"].to_numpy(dtype="float64")
+    if len(evals) == 0 or not np.isfinite(evals[ok]).any():
+        return None
+    load = counted["load_ms"].to_numpy(dtype="float64")
+    prompt = counted["prompt_eval_ms"].to_numpy(dtype="float64")
+    queue = counted["queue_wait_ms"].to_numpy(dtype="float64")
+    derived = total - np.nan_to_num(load) - np.nan_to_num(prompt) - evals
+    queue = np.where(np.isnan(queue), np.clip(derived, 0, None), queue)
+    outside = np.clip(counted["e2e_ms"].to_numpy(dtype="float64") - total, 0, None)
+    return {"queue_wait_ms": queue, "load_ms": np.nan_to_num(load), "prompt_eval_ms": np.nan_to_num(prompt),
+            "eval_ms": evals, "outside_ms": outside, "_has": np.isfinite(evals)}
+
+
+def _split_of(parts: dict, idx, ok) -> dict | None:
+    use = idx[ok[idx] & parts["_has"][idx]]
+    if len(use) == 0:
+        return None
+    split = {"n": int(len(use))}
+    for key, _, _ in TIME_PARTS:
+        values = parts[key][use]
+        values = values[~np.isnan(values)]
+        split[key] = float(np.median(values)) if len(values) else 0.0
+    return split
+
+
+def _failure_details(steps: list[Step], fail) -> None:
+    by_stage = {s.stage: s for s in steps}
+    fail = fail.assign(outcome=fail["outcome"].astype(str), error=fail["error"].astype(object).fillna("").astype(str))
+    status = fail["http_status"].fillna(0).astype("int64")
+    for (stage, outcome, code), count in fail.assign(http_status=status).groupby(
+            ["stage", "outcome", "http_status"], observed=True).size().items():
+        step = by_stage.get(int(stage))
+        if step is not None and count:
+            step.statuses.setdefault(outcome, {})[int(code)] = int(count)
+    errors = fail[fail["error"] != ""].groupby(["stage", "outcome", "error"], observed=True).size()
+    errors = errors[errors > 0].sort_values(ascending=False, kind="stable")
+    for (stage, outcome, text), count in errors.items():
+        step = by_stage.get(int(stage))
+        if step is None:
+            continue
+        step.outcome_errors.setdefault(outcome, str(text))
+        if len(step.top_errors) < 3:
+            step.top_errors.append((str(text), int(count)))
+
+
+def build_class_rows(frame, steps: list[Step]) -> list[dict]:
+    """Per step × user class: {"stage", "users", "user_class", "metrics"} (settle excluded)."""
+    settle = frame["settle"].to_numpy(dtype=bool)
+    counted = frame.loc[~settle] if settle.any() else frame
+    if len(counted) == 0:
+        return []
+    classes = counted["user_class"].astype(object).fillna("").astype(str).to_numpy()
+    names = sorted(set(classes.tolist()))
+    if len(names) < 2:
+        return []
+    stage = counted["stage"].to_numpy(dtype="float64")
+    outcome = counted["outcome"].astype(object).to_numpy()
+    ok, cut = outcome == schema.OK, outcome == schema.CUT_SHORT
+    e2e = counted["e2e_ms"].to_numpy(dtype="float64")
+    ttft = counted["ttft_ms"].to_numpy(dtype="float64")
+    tps = counted["tokens_per_s"].to_numpy(dtype="float64")
+    tokens = counted["output_tokens"].to_numpy(dtype="float64")
+    code = np.searchsorted(np.array(names, dtype=object), classes)
+    key = stage * (len(names) + 1) + code
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    rows = []
+    for step in steps:
+        for i, name in enumerate(names):
+            k = step.stage * (len(names) + 1) + i
+            lo, hi = np.searchsorted(sorted_key, [k, k + 0.5])
+            if hi > lo:
+                sample = sample_of(order[lo:hi], ok, cut, e2e, ttft, tps, tokens, step.window_s)
+                rows.append({"stage": step.stage, "users": step.users, "user_class": name or "?",
+                             "metrics": compute_all(sample)})
+    return rows
