@@ -20,10 +20,9 @@ def _change(new, old) -> str:
 
 
 def _labels(analyses: list[Analysis]) -> list[str]:
-    labels = [a.label for a in analyses]
-    for i, label in enumerate(labels):
-        if labels.count(label) > 1:
-            labels[i] = f"{label} ({os.path.basename(os.path.normpath(analyses[i].folder.path))})"
+    plain = [a.label for a in analyses]
+    labels = [f"{label} ({os.path.basename(os.path.normpath(a.folder.path))})" if plain.count(label) > 1 else label
+              for label, a in zip(plain, analyses)]
     if len(set(labels)) < len(labels):  # the same folder twice
         labels = [f"{label} #{i + 1}" for i, label in enumerate(labels)]
     return labels

@@ -126,8 +126,14 @@ def conclude(a: Analysis) -> dict:
     if failing and best is not None and is_number(best.users):
         recs.append(f"Rate-limit the gateway at {int(best.users)} concurrent requests (the largest step that met "
                     f"the SLO); queue or refuse the rest rather than letting everyone slow down.")
-    if best is None and base is not None:
-        recs.append(f"Even {users_text(base)} misses the SLO: use a smaller model or faster hardware (a GPU).")
+    if best is None:
+        bp95, brate = bm.get("p95_ms"), bm.get("success_rate")
+        if slo.p95_ms is not None and is_number(bp95) and bp95 > slo.p95_ms:
+            recs.append(f"Even {users_text(base)} is slower than the SLO (p95 {format_seconds(bp95)}): use a "
+                        "smaller model or faster hardware (a GPU).")
+        elif is_number(brate) and brate < slo.min_success:
+            recs.append(f"Even {users_text(base)} fails {format_value('ratio', 1 - brate)} of its requests: fix "
+                        "those failures first (see the error breakdown), then test again.")
     tm, ttop = top.metrics.get("tokens_per_s_request"), top.metrics.get("tokens_per_s_total")
     saturated = (top is not base and is_number(tm) and is_number(tok) and tm <= COLLAPSE * tok
                  and is_number(ttop) and is_number(bm.get("tokens_per_s_total"))

@@ -96,9 +96,14 @@ def render(a: Analysis, conclusion: dict, plots: list[tuple[str, str]]) -> str:
     if meta:
         out += [", ".join(meta) + ".", ""]
     out += [results_table(a), ""]
-    out.append(f"Percentiles: {a.percentile_text}. Avg, p50, p95, Max and TTFT are over successful requests; "
-               "Req/s and Tokens/s (total) count successful requests over the step's measured duration "
-               "(stages.csv, settle window excluded); Tokens/s (per request) is the median decode rate.")
+    if a.source == "requests.csv":
+        out.append(f"Percentiles: {a.percentile_text}. Avg, p50, p95, Max and TTFT are over successful requests; "
+                   "Req/s and Tokens/s (total) count successful requests over the step's measured duration "
+                   "(stages.csv, settle window excluded); Tokens/s (per request) is the median decode rate.")
+    else:
+        out.append(f"Percentiles: {a.percentile_text}. Avg is over all of Locust's entries (failures too), from "
+                   "the difference of its running totals; Req/s counts successful requests over the step's "
+                   "time in the history; TTFT and tokens/s are not in Locust's CSVs.")
     slo = a.slo
     out.append(f"Thresholds: success ≥ {format_value('ratio', slo.min_success)}"
                + (f", p95 ≤ {format_seconds(slo.p95_ms)}" if slo.p95_ms is not None else ", no p95 SLO")
