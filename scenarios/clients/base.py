@@ -131,7 +131,7 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
         feed = decoder.feed
         while True:
             data = read()
-            now = _perf()
+            now = response.arrived if data else _perf()
             if not data:
                 t_end = now
                 decoder.eof()

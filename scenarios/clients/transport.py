@@ -17,6 +17,9 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket as _stdlib_socket
+import struct
+import sys
+import time
 from urllib.parse import urlsplit
 
 import gevent
@@ -26,6 +29,15 @@ from geventhttpclient._parser import HTTPParseError
 from geventhttpclient.response import HTTPResponse
 
 RECV_SIZE = 65536
+
+# Kernel receive timestamps (Linux SO_TIMESTAMPNS): the time a packet reached the machine, so a busy
+# load generator (1000 streams on one hub) does not add its own queueing to TTFT and E2E.
+_SOL_SOCKET = _stdlib_socket.SOL_SOCKET
+_SO_TIMESTAMPNS = getattr(_stdlib_socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else 0)
+_TIMESPEC = struct.Struct("@qq")
+_CMSG_SPACE = _stdlib_socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(_stdlib_socket, "CMSG_SPACE") else 0
+if not _CMSG_SPACE:
+    _SO_TIMESTAMPNS = 0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
@@ -51,13 +63,18 @@ class _Parser(HTTPResponse):
 class Response:
     """A response whose headers have arrived; the body is read piece by piece with :meth:`read`."""
 
-    __slots__ = ("status", "headers", "_conn", "_sock", "_parser", "_eof")
+    __slots__ = ("status", "headers", "arrived", "_conn", "_sock", "_parser", "_eof", "_stamped", "_offset")
 
     def __init__(self, conn: "Connection", sock, parser: _Parser):
         self._conn = conn
         self._sock = sock
         self._parser = parser
         self._eof = False
+        self._stamped = conn._stamped
+        self._offset = time.time() - time.perf_counter()  # kernel wall clock -> perf_counter
+        #: perf_counter time at which the bytes returned by the last read() reached this machine:
+        #: the kernel's receive timestamp (SO_TIMESTAMPNS) when available, else when read() got them
+        self.arrived = time.perf_counter()  # body bytes that came with the headers
         self.status = parser.get_code()
         self.headers = {key.lower(): value for key, value in parser.items()}
 
@@ -83,7 +100,19 @@ class Response:
             if parser.message_complete or self._eof:
                 return b""
             try:
-                data = self._sock.recv(RECV_SIZE)
+                if self._stamped:
+                    data, ancillary, _flags, _addr = self._sock.recvmsg(RECV_SIZE, _CMSG_SPACE)
+                    now = time.perf_counter()
+                    self.arrived = now
+                    for level, kind, value in ancillary:
+                        if level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
+                            seconds, nanos = _TIMESPEC.unpack_from(value)
+                            stamp = seconds + nanos * 1e-9 - self._offset
+                            if now - 60.0 < stamp < now:  # 0 = no stamp on that packet
+                                self.arrived = stamp
+                else:
+                    data = self._sock.recv(RECV_SIZE)
+                    self.arrived = time.perf_counter()
             except OSError as exc:
                 self._conn.close()
                 raise TransportError(f"connection lost mid-reply ({_describe(exc)})", before_status=False) from None
@@ -136,7 +165,7 @@ class Response:
 class Connection:
     """One keep-alive HTTP/1.1 connection to ``base_url`` (reconnects when it was closed)."""
 
-    def __init__(self, base_url: str, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT):
+    def __init__(self, base_url: str, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, kernel_timestamps: bool = True):
         parts = urlsplit(base_url if "://" in base_url else "http://" + base_url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"unsupported URL scheme '{parts.scheme}' in {base_url!r}; use http:// or https://")
@@ -150,6 +179,8 @@ class Connection:
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = host if default_port else f"{host}:{self.port}"
         self.connect_timeout = connect_timeout
+        self.kernel_timestamps = kernel_timestamps
+        self._stamped = False
         self._sock = None
         try:
             self._family = _stdlib_socket.AF_INET6 if ipaddress.ip_address(self.host).version == 6 else _stdlib_socket.AF_INET
@@ -188,6 +219,13 @@ class Connection:
             sock.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, 1)
         except OSError:
             pass
+        self._stamped = False
+        if _SO_TIMESTAMPNS and self.scheme == "http" and self.kernel_timestamps:
+            try:
+                sock.setsockopt(_SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                self._stamped = True
+            except OSError:
+                pass
         if self.scheme == "https":
             context = gevent.ssl.create_default_context()
             try:
