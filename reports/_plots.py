@@ -8,10 +8,10 @@ from ._analysis import Analysis
 from ._metrics import METRICS, is_number
 from ._steps import TIME_PARTS
 
-# file name, title, metric plot group
+# file name, title, metric plot group, one panel per metric (units or scales differ)
 FIGURES = (
-    ("latency.png", "Latency against users", "latency"),
-    ("throughput.png", "Throughput against users", "throughput"),
+    ("latency.png", "Latency against users", "latency", False),
+    ("throughput.png", "Throughput against users", "throughput", True),
 )
 TIME_SPLIT_FILE = ("time_split.png", "Where the time goes (median per step)")
 
@@ -25,6 +25,10 @@ def _pyplot():
     return plt
 
 
+def _unit(metric) -> str:
+    return "s" if metric.unit == "ms" else metric.unit
+
+
 def draw(a: Analysis, out_dir: str) -> list[tuple[str, str]]:
     """Write the PNGs; return [(file name, title)] of those written (a figure with no data is skipped)."""
     steps = [s for s in a.steps if is_number(s.users)]
@@ -32,34 +36,31 @@ def draw(a: Analysis, out_dir: str) -> list[tuple[str, str]]:
         return []
     plt = _pyplot()
     written = []
-    for name, title, group in FIGURES:
-        metrics = [m for m in METRICS if m.plot == group]
-        series = [(m, [(s.users, s.metrics.get(m.key)) for s in steps if is_number(s.metrics.get(m.key))])
-                  for m in metrics]
-        series = [(m, pts) for m, pts in series if pts]
+    for name, title, group, panels in FIGURES:
+        series = []
+        for m in (m for m in METRICS if m.plot == group):
+            pts = [(s.users, s.metrics.get(m.key)) for s in steps if is_number(s.metrics.get(m.key))]
+            if pts:
+                series.append((m, pts))
         if not series:
             continue
-        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-        axes = {series[0][0].unit: ax}
-        for m, pts in series:
-            axis = axes.get(m.unit)
-            if axis is None:
-                axis = axes[m.unit] = ax.twinx()
+        n = len(series) if panels else 1
+        fig, axes = plt.subplots(1, n, figsize=(4 * n if panels else 7, 4), dpi=100, squeeze=False)
+        for i, (m, pts) in enumerate(series):
+            ax = axes[0][i if panels else 0]
             xs, ys = zip(*pts)
             scale = 1000.0 if m.unit == "ms" else 1.0
-            style = "--" if axis is not ax else "-"
-            axis.plot(xs, [y / scale for y in ys], style, marker="o", label=f"{m.label} ({'s' if m.unit == 'ms' else m.unit})")
-            axis.set_ylabel(", ".join(f"{'s' if u == 'ms' else u}" for u in [m.unit]))
-            axis.set_ylim(bottom=0)
-        ax.set_xlabel("concurrent users")
-        ax.set_title(title)
-        handles, labels = [], []
-        for axis in axes.values():
-            h, l = axis.get_legend_handles_labels()
-            handles += h
-            labels += l
-        ax.legend(handles, labels, loc="upper left", fontsize=8)
-        ax.grid(alpha=0.3)
+            ax.plot(xs, [y / scale for y in ys], marker="o", label=m.label)
+            ax.set_ylabel(_unit(m))
+            if panels:
+                ax.set_title(m.label, fontsize=10)
+        for ax in axes[0]:
+            ax.set_xlabel("concurrent users")
+            ax.set_ylim(bottom=0)
+            ax.grid(alpha=0.3)
+            if not panels:
+                ax.legend(fontsize=8, loc="upper left")
+        fig.suptitle(title)
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, name))
         plt.close(fig)
