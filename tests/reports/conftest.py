@@ -62,3 +62,8 @@ def make_run(tmp_path):
         return write_run(tmp_path / (name or f"run{counter['n']}"), records, stages, run)
 
     return make
+
+
+def read_text(path) -> str:
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()

@@ -11,7 +11,8 @@ DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "reports.md")
 
 
 def test_every_metric_and_time_part_is_documented():
-    text = open(DOC, encoding="utf-8").read()
+    with open(DOC, encoding="utf-8") as fh:
+        text = fh.read()
     for m in METRICS:
         assert f"| {m.label} | `{m.key}` | {m.unit} | {m.how} |" in text, m.key
     for key, label, how in TIME_PARTS:

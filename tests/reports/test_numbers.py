@@ -11,6 +11,7 @@ import pytest
 
 from reports import METRICS, analyse, write_report
 from tests.reports.conftest import T0, record, stage_rows
+from tests.reports.conftest import read_text as _read
 
 
 def test_public_surface_is_sorted_and_import_light():
@@ -81,7 +82,7 @@ def test_results_json_and_markdown_loop_over_the_same_metrics(make_run):
     header = report.table_markdown.splitlines()[0]
     assert header == ("| Concurrent users | Requests | Success rate | Avg | p50 | p95 | Max | TTFT p50 | TTFT p95 | "
                       "Tokens/s (per request) | Tokens/s (total) | Req/s | Notes |")
-    data = json.load(open(os.path.join(path, "results.json")))
+    data = json.loads(_read(os.path.join(path, "results.json")))
     assert [m["key"] for m in data["metrics"]] == [m.key for m in METRICS]
     for m in METRICS:
         assert m.key in data["steps"][0]
@@ -89,7 +90,7 @@ def test_results_json_and_markdown_loop_over_the_same_metrics(make_run):
     assert "1 invalid recipe JSON" in notes and any(n.startswith("p95 2.6× baseline") for n in notes)
     assert data["conclusion"]["failure_point_users"] == 3
     assert data["conclusion"]["largest_users_meeting_slo"] == 1
-    md = open(os.path.join(path, "results.md")).read()
+    md = _read(os.path.join(path, "results.md"))
     assert "Rate-limit the gateway at 1 concurrent requests" in md
     assert "numpy.percentile" in md
 

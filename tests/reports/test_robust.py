@@ -12,6 +12,7 @@ import pytest
 from reports import ReportError, write_report
 from reports.cli import compare_main, report_main
 from tests.reports.conftest import record, stage_rows
+from tests.reports.conftest import read_text as _read
 
 
 def _ok(stage, users, n, e2e=1000.0, **kw):
@@ -130,5 +131,5 @@ def test_cli_through_the_dispatcher_prints_table(make_run):
     done = subprocess.run([sys.executable, "-m", "ollama_locust", "report", path + "-missing"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-    data = json.load(open(os.path.join(path, "results.json")))
+    data = json.loads(_read(os.path.join(path, "results.json")))
     assert data["label"] == "a"
