@@ -117,7 +117,10 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
         if s not in known:
             step = Step(stage=s, users=record_users.get(s, math.nan), start=record_start.get(s, math.nan),
                         end=record_end.get(s, math.nan))
-            if stages is not None:
+            if s < 0:
+                step.users = math.nan
+                step.window_note = "no load shape: the whole run as one row, duration from its requests"
+            elif stages is not None:
                 step.window_note = "not in stages.csv: duration estimated from its requests"
             steps.append(step)
     steps.sort(key=lambda st: st.stage)

@@ -133,3 +133,10 @@ def test_cli_through_the_dispatcher_prints_table(make_run):
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     data = json.loads(_read(os.path.join(path, "results.json")))
     assert data["label"] == "a"
+
+
+def test_records_outside_any_shape_form_one_row(make_run):
+    recs = [record(-1, 0, 1000.0 + i, tps=10.0, start=1000.0 + i) for i in range(4)]
+    report = write_report(make_run(recs), plots=False)
+    row = report.table_markdown.splitlines()[2]
+    assert row.startswith("| ? | 4 |") and "no load shape" in row
