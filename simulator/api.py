@@ -350,8 +350,8 @@ class App:
 
     async def _generation(self, req: Request, conn: Conn, kind: str) -> None:
         loop = asyncio.get_running_loop()
-        arrival, arrival_wall = loop.time(), time.time()
-        wall = arrival_wall - arrival  # loop time -> unix time
+        arrival, arrival_wall = time.monotonic(), time.time()
+        wall = arrival_wall - arrival  # monotonic -> unix time
         self.next_id += 1
         rid = self.next_id
         openai = kind.startswith("oai")
@@ -379,7 +379,7 @@ class App:
             except Busy as e:
                 rec.update(status=503, outcome="rejected")
                 return self._error(conn, 503, e.message, openai)
-            handed = loop.time()
+            handed = time.monotonic()
             if p["empty"] and not openai:
                 return self._load_only(conn, kind, p, runner, arrival, handed, rec)
             default_len = reply_length(self.profile.reply_tokens, p["key"], p["seed"])
@@ -410,7 +410,7 @@ class App:
                 if not p["stream"]:
                     rec["status"] = None if out.ended_by_fault == "drop" else 500
                 return
-            done = loop.time()
+            done = time.monotonic()
             prefill_end = job.prefill_end if job.prefill_end is not None else handed
             metrics = {
                 "total_duration": int((done - arrival) * 1e9),

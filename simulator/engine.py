@@ -25,6 +25,7 @@ from typing import Callable
 from simulator.profiles import Profile, prefill_time, step_time
 
 DEFAULT_NUM_CTX = 4096
+_now = time.monotonic  # all engine times; loop.time() is ms-granular under uvloop
 
 
 class Busy(Exception):
@@ -38,7 +39,7 @@ class Disconnected(Exception):
 
 
 class Job:
-    """One generation request inside a runner. Times are loop.time() seconds."""
+    """One generation request inside a runner. Times are time.monotonic() seconds."""
 
     __slots__ = ("n_out", "prompt_tokens", "emit", "finish", "slot_start", "prefill_s", "prefill_end",
                  "first_token", "last_token", "sent", "stall_at", "stall_s", "stall_until", "fault_at",
@@ -167,6 +168,7 @@ class Runner:
         Cancellation (client disconnect) removes the job from the wait or frees its slot.
         """
         loop = asyncio.get_running_loop()
+        job.finish = loop.create_future()
         if not self.slots_free():
             if self.sched.strict_queue and len(self.waiting) >= self.sched.max_queue:
                 raise Busy()
@@ -184,7 +186,6 @@ class Runner:
                 raise
         else:
             self._admit(job)
-        job.finish = loop.create_future()
         try:
             await job.finish
         finally:
@@ -197,7 +198,7 @@ class Runner:
                 self._admit_waiting()
 
     def _admit(self, job: Job) -> None:
-        job.slot_start = asyncio.get_running_loop().time()
+        job.slot_start = _now()
         self.new.append(job)
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.get_running_loop().create_task(self._decode_loop())
@@ -216,12 +217,12 @@ class Runner:
         stats = self.sched.stats
         hist, bucket, nb = stats.hist, stats.BUCKET, stats.N - 1
         prof = self.profile
-        wall_offset = time.time() - loop.time()
-        clock = loop.time()
+        wall_offset = time.time() - _now()
+        clock = _now()
         await asyncio.sleep(0)  # let jobs admitted in the same tick join the first step
         while self.busy or self.new:
-            if not self.busy and self.new and loop.time() - clock > 0.001:
-                clock = loop.time()  # was idle: the plan restarts now
+            if not self.busy and self.new and _now() - clock > 0.001:
+                clock = _now()  # was idle: the plan restarts now
             new = self.new
             if new:
                 self.new = []
@@ -238,13 +239,16 @@ class Runner:
             n = len(active)
             duration = stall + step_time(prof, n)
             planned = clock + duration
-            delay = planned - loop.time()
+            delay = planned - _now()
             if delay > 0:
                 await asyncio.sleep(delay)
+                early = planned - _now()
+                if early > 0.0003:  # uvloop timers have 1 ms granularity
+                    await asyncio.sleep(early)
             else:
                 await asyncio.sleep(0)
                 if duration == 0 or delay < -0.5:  # instant profile, or hopelessly behind: re-plan from now
-                    planned = loop.time()
+                    planned = _now()
             clock = planned
             created = created_at(planned + wall_offset)
             finished = None
@@ -263,11 +267,11 @@ class Runner:
                     if job.done:
                         continue
                 job.emit(job, i, created)
-                now = loop.time()
+                now = _now()
                 lat = now - planned
                 if lat > stats.max:
                     stats.max = lat
-                b = int(lat / bucket)
+                b = int(lat / bucket) if lat > 0 else 0
                 hist[b if b < nb else nb] += 1
                 stats.count += 1
                 job.sent = i + 1

@@ -1,0 +1,36 @@
+"""Shared fixtures: a simulator in a background thread (`sim`) or in a child process (`sim_process`)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import pytest
+
+from simulator import SimConfig, run_in_thread, start_process
+
+
+@pytest.fixture
+def sim():
+    """Factory: ``url = sim(profile="instant", num_parallel=4, **SimConfig fields)``; stopped at test end."""
+    with contextlib.ExitStack() as stack:
+        def start(profile: str = "instant", num_parallel: int = 4, **overrides) -> str:
+            cfg = dataclasses.replace(SimConfig(), port=0, profile=profile, num_parallel=num_parallel, **overrides)
+            return stack.enter_context(run_in_thread(cfg))
+        yield start
+
+
+@pytest.fixture
+def sim_process():
+    """Factory: ``handle = sim_process("--profile", "instant", num_parallel=2)`` -> .url, .pid, .proc.
+
+    Positional arguments are passed as they are; keyword arguments become ``--name value`` flags.
+    """
+    with contextlib.ExitStack() as stack:
+        def start(*args: str, **flags) -> object:
+            argv = list(args)
+            for name, value in flags.items():
+                flag = "--" + name.replace("_", "-")
+                argv += [flag] if value is True else [flag, str(value)]
+            return stack.enter_context(start_process(argv))
+        yield start
