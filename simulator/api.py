@@ -349,7 +349,6 @@ class App:
                     key=key, prompt=prompt, prompt_tokens=prompt_tokens, empty=empty, include_usage=include_usage)
 
     async def _generation(self, req: Request, conn: Conn, kind: str) -> None:
-        loop = asyncio.get_running_loop()
         arrival, arrival_wall = time.monotonic(), time.time()
         wall = arrival_wall - arrival  # monotonic -> unix time
         self.next_id += 1
@@ -541,7 +540,8 @@ class Output:
             else:
                 self.pre, self.post = head + b'{"text":', b',"index":0,"finish_reason":null}]}\n\n'
                 self.role = b""
-        self.ctype = NDJSON if kind in ("generate", "chat") else SSE
+        self.native = kind in ("generate", "chat")
+        self.ctype = NDJSON if self.native else SSE
 
     def _write(self, data: bytes) -> None:
         if not self.headers_sent:
@@ -551,7 +551,7 @@ class Output:
 
     # called by the decode loop -----------------------------------------------------------------
     def emit(self, job: Job, i: int, created: bytes) -> None:
-        if self.kind in ("generate", "chat"):
+        if self.native:
             body = self.pre + created + self.mid + self.tj[i] + self.post
         elif i == 0 and self.role:
             body = self.role + self.pre + self.tj[i] + self.post

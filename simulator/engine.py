@@ -25,6 +25,7 @@ from typing import Callable
 from simulator.profiles import Profile, prefill_time, step_time
 
 DEFAULT_NUM_CTX = 4096
+SPIN = 0.002  # seconds of busy-wait before a planned step (timer precision)
 _now = time.monotonic  # all engine times; loop.time() is ms-granular under uvloop
 
 
@@ -72,6 +73,9 @@ class LatenessStats:
         self.hist = [0] * self.N
         self.count = 0
         self.max = 0.0
+        self.steps = LatenessStats.__new__(LatenessStats) if type(self) is LatenessStats else None
+        if self.steps is not None:  # lateness of each decode step's start (timer precision alone)
+            self.steps.hist, self.steps.count, self.steps.max, self.steps.steps = [0] * self.N, 0, 0.0, None
 
     def reset(self) -> None:
         self.__init__()
@@ -86,10 +90,20 @@ class LatenessStats:
                 return i * self.BUCKET
         return self.max
 
+    def record(self, lat: float) -> None:
+        b = int(lat / self.BUCKET) if lat > 0 else 0
+        self.hist[b if b < self.N - 1 else self.N - 1] += 1
+        self.count += 1
+        if lat > self.max:
+            self.max = lat
+
+    def _ms(self) -> dict:
+        return {"p50": self.percentile(0.5) * 1e3, "p90": self.percentile(0.9) * 1e3,
+                "p99": self.percentile(0.99) * 1e3, "max": self.max * 1e3}
+
     def summary(self) -> dict:
-        return {"tokens_sent": self.count,
-                "lateness_ms": {"p50": self.percentile(0.5) * 1e3, "p90": self.percentile(0.9) * 1e3,
-                                "p99": self.percentile(0.99) * 1e3, "max": self.max * 1e3}}
+        return {"tokens_sent": self.count, "lateness_ms": self._ms(), "decode_steps": self.steps.count,
+                "step_start_lateness_ms": self.steps._ms()}
 
 
 _created_cache: list = [None, b""]
@@ -241,17 +255,24 @@ class Runner:
             planned = clock + duration
             delay = planned - _now()
             if delay > 0:
-                await asyncio.sleep(delay)
-                early = planned - _now()
-                if early > 0.0003:  # uvloop timers have 1 ms granularity
-                    await asyncio.sleep(early)
+                # Event-loop timers are ms-granular (uvloop) and wake late under load: sleep to just
+                # before the planned time, then spin the last stretch (< SPIN s per step).
+                if delay > SPIN:
+                    await asyncio.sleep(delay - SPIN)
+                else:
+                    await asyncio.sleep(0)
+                while _now() < planned:
+                    pass
             else:
                 await asyncio.sleep(0)
                 if duration == 0 or delay < -0.5:  # instant profile, or hopelessly behind: re-plan from now
                     planned = _now()
             clock = planned
+            if active:
+                stats.steps.record(_now() - planned)
             created = created_at(planned + wall_offset)
             finished = None
+            sent_before = stats.count
             for job in active:
                 if job.done:
                     continue
@@ -287,6 +308,8 @@ class Runner:
                     if job.finish and not job.finish.done():
                         job.finish.set_result(None)
                 self._admit_waiting()
+            if duration == 0 and stats.count == sent_before and active:
+                await asyncio.sleep(0.001)  # instant profile, every stream stalled: don't spin
             # drop jobs finished by a fault or a disconnect
             if any(j.done for j in active):
                 self.busy = [j for j in active if not j.done]
