@@ -104,3 +104,19 @@ def test_replies_are_deterministic_and_json_when_asked():
     other = json.loads("".join(reply_tokens("why is the sky blue", seed=1, model="m", length=40, fmt="json")))
     assert isinstance(other, dict)
     assert "".join(tokenize("Hello, world")) == "Hello, world"
+
+
+def test_docs_tables_are_generated_from_the_code():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "simulator.md").read_text()
+    assert settings_markdown() in doc, "regenerate the flag table in docs/simulator.md"
+    assert markdown_table() in doc, "regenerate the profile table in docs/simulator.md"
+
+
+def test_simulator_imports_neither_locust_nor_gevent():
+    import subprocess
+    import sys
+    code = ("import sys, simulator, simulator.cli, simulator.api; "
+            "bad = [m for m in ('locust', 'gevent', 'scenarios', 'reports') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30).stdout.strip()
+    assert out == "[]"
