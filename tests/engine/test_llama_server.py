@@ -117,7 +117,8 @@ def test_two_concurrent_requests_are_served_one_after_the_other(llama_server, ll
     threads[1].start()
     for t in threads:
         t.join(timeout=60)
-    a, b = results[0], results[1]
+    # The one served first (normally the one sent first; order by first chunk to be sure) and the other.
+    a, b = sorted(results.values(), key=lambda r: r["first"])
 
     assert a["content"] == b["content"] == max_tokens
     first_duration = a["end"] - a["start"]
@@ -137,3 +138,44 @@ def test_a_server_that_cannot_start_fails_with_its_log_tail(tmp_path):
     message = str(failure.value)
     assert "exited with code" in message and "server.log" in message
     assert len(message.splitlines()) > 1  # the log's tail follows
+
+
+def test_without_interrupt_requests_false_a_new_request_cuts_the_running_stream(tiny_model, tmp_path):
+    """Why the fixture passes --interrupt_requests False: the server's default (True) lets a new
+    request end the running stream early, without a finish chunk."""
+    pytest.importorskip("llama_cpp.server.app", reason=ENGINE_MISSING)
+    max_tokens = 600
+    outcome: dict[str, object] = {}
+
+    with start_llama_server(tiny_model, tmp_path / "interrupting.log", "--interrupt_requests", "True") as server:
+        body = chat_body(server.model, max_tokens, stream=True)
+
+        def first_request() -> None:
+            lines: list[str] = []
+            try:
+                with httpx.Client(timeout=60.0, trust_env=False) as c:
+                    with c.stream("POST", server.url + "/v1/chat/completions", json=body) as response:
+                        for line in response.iter_lines():
+                            lines.append(line)
+                            if len(lines) == 20:
+                                outcome["streaming"] = time.monotonic()
+            except httpx.TransportError as exc:
+                outcome["error"] = type(exc).__name__
+            outcome["lines"] = lines
+
+        thread = threading.Thread(target=first_request)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while "streaming" not in outcome and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with httpx.Client(timeout=60.0, trust_env=False) as c:
+            second = c.post(server.url + "/v1/chat/completions", json={**body, "stream": False}).json()
+        thread.join(timeout=60)
+
+    assert second["usage"]["completion_tokens"] == max_tokens
+    lines = outcome["lines"]
+    assert sum('"content"' in line for line in lines) < max_tokens
+    # Seen here: content stops, `data: [DONE]` follows without a finish chunk, then the connection
+    # closes mid-body (httpx: RemoteProtocolError). A reader that stops at [DONE] must check for the
+    # finish chunk to tell a cut stream from a finished one.
+    assert not any('"finish_reason": "' in line for line in lines)
