@@ -53,7 +53,8 @@ LOAD_OPTIONS: tuple[Option, ...] = (
 )
 
 RUN_OPTIONS: tuple[Option, ...] = (
-    Option("--run-dir", "", "run folder to write (requests.csv, stages.csv, run.json); empty = runs/<UTC time>-<label>/ when --shape is set"),
+    Option("--run-dir", "", "run folder to write (requests.csv, stages.csv, run.json); empty = runs/<UTC time>-<label>/ when --shape is set",
+           web_ui=False),  # the folder exists before the web UI's form is filled in
     Option("--label", "", "a name for this run, used in the run folder name and by 'compare'"),
     Option("--shape", "none", "load shape: step (hold each user count), burst (base + spikes), ramp", choices=SHAPES),
     Option("--steps", "1,3,5,10", "user counts of the step shape, comma separated"),
