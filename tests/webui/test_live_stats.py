@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -99,4 +100,5 @@ def test_extension_arguments_and_no_heavy_imports():
     assert table["key"] == tab["key"] and [c["key"] for c in table["structure"]] == [k for k, _ in COLUMNS]
     assert all("_" not in key for key, _ in COLUMNS)  # Locust's UI camel-cases keys
     assert {link["href"] for link in args["extended_csv_files"]} == {"./llm/requests.csv", "./llm/report.md", "./llm/"}
-    assert "gevent" not in sys.modules and "flask" not in sys.modules
+    code = "import sys, scenarios.webui; print(sorted(m for m in ('gevent', 'locust', 'flask') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip() == "[]"
