@@ -281,19 +281,25 @@ def _users(runner) -> int | None:
     return getattr(runner, "user_count", None)
 
 
-def report_markdown(run_dir: str) -> str:
-    """The markdown report of the run so far: ``reports.write_report`` on a copy of the run folder
-    (the live folder is still being appended to; no results or plots are written into it)."""
+def snapshot_run_folder(run_dir: str, parent: str) -> str:
+    """Copy the run folder's files (not a previous report) into ``parent``/<same name>; returns the copy.
+
+    Called right after ``sink.flush()`` in the same greenlet, so ``requests.csv`` ends on a whole row."""
+    copy = os.path.join(parent, os.path.basename(os.path.normpath(run_dir)))  # same name: same label
+    os.mkdir(copy)
+    for name in os.listdir(run_dir):
+        source = os.path.join(run_dir, name)
+        if os.path.isfile(source) and not name.endswith((".png", ".md", ".tmp")) and name != "results.json":
+            shutil.copyfile(source, os.path.join(copy, name))
+    return copy
+
+
+def report_markdown(copy: str) -> str:
+    """The markdown report of a run-folder snapshot: ``reports.write_report``, the headless runs'
+    post-processor (no plots; it writes only into the snapshot, never into the live folder)."""
     from reports import write_report
 
-    with tempfile.TemporaryDirectory(prefix="llm-report-") as parent:
-        copy = os.path.join(parent, os.path.basename(os.path.normpath(run_dir)))  # same name: same label
-        os.mkdir(copy)
-        for name in os.listdir(run_dir):
-            source = os.path.join(run_dir, name)
-            if os.path.isfile(source) and not name.endswith((".png", ".md", ".tmp")) and name != "results.json":
-                shutil.copyfile(source, os.path.join(copy, name))
-        return write_report(copy, plots=False).markdown
+    return write_report(copy, plots=False).markdown
 
 
 def apply_form(environment, recorder) -> None:
@@ -407,11 +413,13 @@ def register(environment, web_ui, recorder) -> LiveStats:
     def report():
         from reports import ReportError
 
-        recorder.sink.flush()
-        try:  # pandas in a real thread: the UI and the records keep flowing meanwhile
-            markdown = gevent.get_hub().threadpool.apply(report_markdown, (recorder.path,))
-        except ReportError as error:
-            return make_response(f"no report yet: {error}\n", 409)
+        with tempfile.TemporaryDirectory(prefix="llm-report-") as parent:
+            recorder.sink.flush()
+            copy = snapshot_run_folder(recorder.path, parent)
+            try:  # pandas in a real thread: the UI and the records keep flowing meanwhile
+                markdown = gevent.get_hub().threadpool.apply(report_markdown, (copy,))
+            except ReportError as error:
+                return make_response(f"no report yet: {error}\n", 409)
         name = f"{os.path.basename(recorder.path.rstrip('/'))}-results.md"
         return Response(markdown, mimetype="text/markdown", headers={
             "Content-Disposition": f"attachment; filename={name}", "Cache-Control": "no-store"})
