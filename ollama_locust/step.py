@@ -248,7 +248,14 @@ def _annotate_run(run_dir: str, args, sim) -> None:
     info["command"] = ["ollama-locust", "step", *sys.argv[2:]] if len(sys.argv) > 1 and sys.argv[1] == "step" else info.get("command")
     info["workers"] = args.workers if not args.master else args.expect_workers
     if sim is not None:
-        info["simulator"] = {"profile": args.sim, "args": args.sim_args, "url": sim.url}
+        import dataclasses
+        import shlex
+
+        from simulator.config import config_from_args
+
+        settings = dataclasses.asdict(config_from_args(["--profile", args.sim, *shlex.split(args.sim_args)]))
+        settings.pop("truth_log", None)
+        info["simulator"] = {**settings, "args": args.sim_args, "url": sim.url}
     run_folder.write_json(path, info)
 
 
@@ -272,6 +279,6 @@ def main(argv: list[str]) -> int:
     args, passthrough = parser.parse_known_args(argv)
     try:
         return run(args, passthrough)
-    except (StepError, preflight.PreflightError, run_folder.RunFolderError) as error:
+    except (StepError, preflight.PreflightError, run_folder.RunFolderError, ValueError) as error:
         print(f"ollama-locust step: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -59,6 +59,12 @@ def conclude(a: Analysis) -> dict:
         ran = [int(s.users) for s in steps if is_number(s.users)]
         plan = f" (planned {', '.join(map(str, planned))} users; ran {', '.join(map(str, ran))})" if planned else ""
         text.append(f"**The run was interrupted** before its plan ended{plan}: the last step is partial.")
+    stopped = run.get("stopped_on_failure")
+    if isinstance(stopped, dict):
+        at = next((s.users for s in steps if s.stage == stopped.get("stage") and is_number(s.users)), None)
+        where = f" at {int(at)} users" if at is not None else f" (stage {stopped.get('stage')})"
+        text.append(f"**Stepping stopped on failure**{where}: {stopped.get('reason')}; "
+                    "the higher user counts of the plan were not run (--stop-on-failure).")
     missing = run.get("missing_workers") or []
     if missing:
         text.append(f"**Workers stopped reporting** during the run ({', '.join(map(str, missing))}): requests they "

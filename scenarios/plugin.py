@@ -184,6 +184,16 @@ class RunRecorder:
         if records:
             self.sink.add_many(records)
 
+    def cut_short_if_interrupted(self) -> None:
+        """A stop before the plan ended (Ctrl-C, SIGTERM, the web UI's stop): requests still running are
+        cut short at once and recorded as such, instead of being waited for."""
+        if self.controller is not None and self.controller.finished:
+            return
+        self.environment.stop_timeout = 0
+        if isinstance(self.runner, MasterRunner):
+            for client in self.runner.clients.all:
+                self.runner.send_message("llm_abort", None, client.id)
+
     def finish(self) -> None:
         """Stop what still runs, write every record that arrived, close the run folder."""
         if self.closed:
@@ -247,6 +257,12 @@ def _setup_master_or_local(environment, web_ui=None) -> RunRecorder:
         fail(str(error))
     environment.llm_run = recorder
     runner = environment.runner
+    try:
+        from scenarios.users import check_options
+
+        check_options(environment)
+    except ValueError as error:
+        fail(str(error))
     headless = bool(environment.parsed_options and environment.parsed_options.headless)
     if isinstance(runner, MasterRunner):
         runner.register_message("llm_records", lambda environment, msg, **_kw: recorder.on_worker_records(msg.data))
@@ -272,6 +288,7 @@ def _setup_master_or_local(environment, web_ui=None) -> RunRecorder:
                 logger.error("ollama-locust: %s", error)
 
     environment.events.test_start.add_listener(on_test_start)
+    environment.events.test_stopping.add_listener(lambda environment, **_kw: recorder.cut_short_if_interrupted())
     environment.events.quitting.add_listener(lambda environment, **_kw: recorder.finish())
     gevent.spawn(recorder.flush_loop)
     if web_ui is not None:

@@ -10,7 +10,10 @@ import os
 import time
 from dataclasses import dataclass, field
 
-import httpx
+import json
+import socket
+import urllib.error
+import urllib.request
 
 OLLAMA_APIS = ("ollama-chat", "ollama-generate")
 
@@ -37,54 +40,76 @@ def api_key(env_var: str) -> str | None:
     return os.environ.get(env_var) or None if env_var else None
 
 
-def _get(client: httpx.Client, host: str, path: str) -> httpx.Response:
-    try:
-        return client.get(path)
-    except httpx.ConnectError as error:
-        reason = "connection refused" if "refused" in str(error).lower() else str(error) or "cannot connect"
-        raise PreflightError(f"cannot reach {host} ({reason}); start Ollama (or your gateway) or run 'ollama-locust sim'") from None
-    except httpx.TimeoutException:
-        raise PreflightError(f"{host} did not answer within the preflight timeout; is it overloaded or the wrong address?") from None
-    except httpx.HTTPError as error:
-        raise PreflightError(f"cannot reach {host} ({error.__class__.__name__}: {error})") from None
+@dataclass
+class Answer:
+    status: int
+    content_type: str
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
 
 
-def _json(response: httpx.Response, host: str, path: str):
-    kind = response.headers.get("content-type", "?").split(";")[0]
-    if response.status_code != 200:
-        raise PreflightError(f"{host} does not look like {'Ollama' if path.startswith('/api') else 'an OpenAI-compatible server'}: GET {path} answered HTTP {response.status_code} ({kind}); check --host and --api")
+def _request(url: str, *, headers: dict, timeout: float, payload: dict | None = None) -> Answer:
+    """One HTTP exchange with the standard library (safe under gevent's monkey-patching, unlike
+    httpx whose optional trio backend breaks on a patched ``select``). Errors become PreflightError."""
+    host = url.split("/", 3)[:3]
+    host = "/".join(host)
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, headers={**headers, **({"Content-Type": "application/json"} if data else {})})
     try:
-        return response.json()
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Answer(response.status, response.headers.get("content-type", "?"), response.read())
+    except urllib.error.HTTPError as error:
+        return Answer(error.code, error.headers.get("content-type", "?") if error.headers else "?", error.read() or b"")
+    except (socket.timeout, TimeoutError):
+        raise PreflightError(f"{host} did not answer within {timeout:g} s; is it overloaded or the wrong address?") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        text = "connection refused" if isinstance(reason, ConnectionRefusedError) or "refused" in str(reason).lower() else str(reason)
+        raise PreflightError(f"cannot reach {host} ({text}); start Ollama (or your gateway) or run 'ollama-locust sim'") from None
+
+
+def _json(answer: Answer, host: str, path: str):
+    kind = answer.content_type.split(";")[0]
+    what = "Ollama" if path.startswith("/api") else "an OpenAI-compatible server"
+    if answer.status != 200:
+        raise PreflightError(f"{host} does not look like {what}: GET {path} answered HTTP {answer.status} ({kind}); check --host and --api")
+    try:
+        return answer.json()
     except ValueError:
-        raise PreflightError(f"{host} does not look like {'Ollama' if path.startswith('/api') else 'an OpenAI-compatible server'}: GET {path} answered {kind}, not JSON; check --host and --api") from None
+        raise PreflightError(f"{host} does not look like {what}: GET {path} answered {kind}, not JSON; check --host and --api") from None
 
 
 def check_target(host: str, model: str, api: str, *, key: str | None = None, timeout: float = 10.0) -> TargetInfo:
     host = host.rstrip("/")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     info = TargetInfo()
-    with httpx.Client(base_url=host, timeout=timeout, headers=headers) as client:
-        if api == "gateway":
-            _get(client, host, "/")  # reachable is all we can know of an app gateway
-            return info
-        if api in OLLAMA_APIS:
-            body = _json(_get(client, host, "/api/tags"), host, "/api/tags")
-            models = body.get("models") if isinstance(body, dict) else None
-            if not isinstance(models, list):
-                raise PreflightError(f"{host} does not look like Ollama: /api/tags has no 'models' list; check --host and --api")
-            info.models = [str(m.get("name") or m.get("model")) for m in models if isinstance(m, dict)]
-            version = _get(client, host, "/api/version")
-            if version.status_code == 200:
-                try:
-                    info.server_version = version.json().get("version")
-                except ValueError:
-                    pass
-        else:
-            body = _json(_get(client, host, "/v1/models"), host, "/v1/models")
-            data = body.get("data") if isinstance(body, dict) else None
-            if not isinstance(data, list):
-                raise PreflightError(f"{host} does not look like an OpenAI-compatible server: /v1/models has no 'data' list")
-            info.models = [str(m.get("id")) for m in data if isinstance(m, dict)]
+
+    def get(path: str) -> Answer:
+        return _request(host + path, headers=headers, timeout=timeout)
+
+    if api == "gateway":
+        get("/")  # reachable is all we can know of an app gateway
+        return info
+    if api in OLLAMA_APIS:
+        body = _json(get("/api/tags"), host, "/api/tags")
+        models = body.get("models") if isinstance(body, dict) else None
+        if not isinstance(models, list):
+            raise PreflightError(f"{host} does not look like Ollama: /api/tags has no 'models' list; check --host and --api")
+        info.models = [str(m.get("name") or m.get("model")) for m in models if isinstance(m, dict)]
+        version = get("/api/version")
+        if version.status == 200:
+            try:
+                info.server_version = version.json().get("version")
+            except (ValueError, AttributeError):
+                pass
+    else:
+        body = _json(get("/v1/models"), host, "/v1/models")
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise PreflightError(f"{host} does not look like an OpenAI-compatible server: /v1/models has no 'data' list")
+        info.models = [str(m.get("id")) for m in data if isinstance(m, dict)]
     if not any(_same_model(model, name) for name in info.models):
         available = ", ".join(info.models) if info.models else "none (pull one first: ollama pull MODEL)"
         raise PreflightError(f"model '{model}' not found at {host}; available: {available}")
@@ -106,16 +131,16 @@ def warm_up(host: str, model: str, api: str, *, key: str | None = None, timeout:
         return {"outcome": "skipped", "e2e_ms": None, "load_ms": None, "error": "no warm-up through an app gateway"}
     started = time.perf_counter()
     try:
-        response = httpx.post(host + path, json=payload, headers=headers, timeout=timeout)
-    except httpx.HTTPError as error:
-        return {"outcome": "error", "e2e_ms": None, "load_ms": None, "error": f"{error.__class__.__name__}: {error}"}
+        answer = _request(host + path, headers=headers, timeout=timeout, payload=payload)
+    except PreflightError as error:
+        return {"outcome": "error", "e2e_ms": None, "load_ms": None, "error": str(error)}
     e2e_ms = (time.perf_counter() - started) * 1000.0
-    result = {"outcome": "ok" if response.status_code == 200 else "http_error", "e2e_ms": round(e2e_ms, 3), "load_ms": None, "error": ""}
-    if response.status_code != 200:
-        result["error"] = f"HTTP {response.status_code}: {response.text[:200]}"
+    result = {"outcome": "ok" if answer.status == 200 else "http_error", "e2e_ms": round(e2e_ms, 3), "load_ms": None, "error": ""}
+    if answer.status != 200:
+        result["error"] = f"HTTP {answer.status}: {answer.body[:200].decode(errors='replace')}"
         return result
     try:
-        body = response.json()
+        body = answer.json()
     except ValueError:
         return result
     if isinstance(body, dict) and body.get("load_duration") is not None:
