@@ -34,7 +34,7 @@ EXIT_BAD_INPUT = 2
 EXIT_SLO_FAILED = 3
 EXIT_INTERRUPTED = 130
 LOCUSTFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scenarios", "locustfile.py")
-DEFAULT_SIM_PROFILE = "cpu2-qwen2.5-1.5b"
+DEFAULT_SIM_PROFILE = "gpu-llama3-8b"
 
 
 class StepError(Exception):
@@ -109,8 +109,10 @@ def _pump(stream, log_path: str, echo: bool) -> None:
         for line in iter(stream.readline, ""):
             log.write(line)
             log.flush()
-            if echo and (line.startswith(PREFIX) or line.startswith("ollama-locust:")):
+            if echo and line.startswith(PREFIX):
                 print(line.rstrip("\n"), flush=True)
+            elif echo and line.startswith("ollama-locust:"):  # the plugin's one-line bad-input message
+                print(line.rstrip("\n"), file=sys.stderr, flush=True)
 
 
 def _spawn(command: list[str], log_path: str, echo: bool) -> subprocess.Popen:
@@ -230,6 +232,8 @@ def run(args, passthrough: list[str]) -> int:
     if not os.path.exists(os.path.join(run_dir, schema.RUN_FILE)):
         print(f"ollama-locust: locust exited with code {code} before the run started; see {run_dir}/locust.log", file=sys.stderr)
         return EXIT_BAD_INPUT if code == EXIT_BAD_INPUT else (code or 1)
+    if code == EXIT_BAD_INPUT:  # locust's own option checks refused the run (its one line is on stderr)
+        return EXIT_BAD_INPUT
     failed = False
     if not args.no_report:
         failed = _report(run_dir)
@@ -264,14 +268,15 @@ def _report(run_dir: str) -> bool:
     import reports
 
     report = reports.write_report(run_dir)
+    conclusion = report.data.get("conclusion") or {}
     print()
     print(report.table_markdown)
     print()
-    conclusion = getattr(report, "conclusion", None)
-    if conclusion:
-        print(conclusion)
+    print("Conclusion:")
+    for paragraph in conclusion.get("text") or []:
+        print(paragraph)
     print(f"\nFull report: {os.path.join(run_dir, 'results.md')}")
-    return bool(getattr(report, "failed_steps", None))
+    return conclusion.get("failure_point_users") is not None
 
 
 def main(argv: list[str]) -> int:
