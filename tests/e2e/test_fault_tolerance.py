@@ -1,0 +1,361 @@
+"""Fault tolerance end to end (issue 7): targets and workers that die, bad input, hostile targets, secrets.
+
+Every case runs real processes on 127.0.0.1 and is bounded (steps of a few seconds). The outcomes are
+listed in docs/fault-tolerance.md; the last test checks that table names every test of this file.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from simulator import start_process
+from tests.e2e.helpers import (
+    REPO,
+    assert_no_traceback,
+    free_port,
+    ollama_locust,
+    only_run_dir,
+    read_csv,
+    run,
+)
+
+SIM_ARGS = ["--profile", "instant", "--decode-tps", "200", "--prefill-tps", "5000", "--num-parallel", "4"]
+LOAD = ["--think-time", "0", "--num-predict", "20", "--drain-timeout", "5"]
+FAILED = ("rejected", "timeout", "http_error", "stream_error", "empty", "invalid")
+
+
+def start_step(args: list[str], tmp_path, name="step") -> subprocess.Popen:
+    return subprocess.Popen(ollama_locust("step", *args), cwd=tmp_path,
+                            stdout=open(tmp_path / f"{name}.out", "w"), stderr=open(tmp_path / f"{name}.err", "w"))
+
+
+def wait_for_records(parent, predicate, timeout: float = 30.0) -> list[dict]:
+    """Poll the run folder's requests.csv (written incrementally) until ``predicate(records)``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        folders = [os.path.join(parent, d) for d in os.listdir(parent)] if os.path.isdir(parent) else []
+        for folder in folders:
+            path = os.path.join(folder, "requests.csv")
+            if os.path.exists(path):
+                with contextlib.suppress(Exception):
+                    records = read_csv(path)
+                    if predicate(records):
+                        return records
+        time.sleep(0.2)
+    raise AssertionError("no records in time")
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """Kill the step command and the locust processes it started (they run in sessions of their own)."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+    proc.kill()
+    proc.wait(10)
+
+
+def finish(proc: subprocess.Popen, tmp_path, timeout: float = 90, name="step"):
+    try:
+        code = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc)
+        raise
+    return code, (tmp_path / f"{name}.out").read_text(), (tmp_path / f"{name}.err").read_text()
+
+
+# 1. The target dies mid-run and comes back -------------------------------------------------------
+
+def test_target_killed_and_restarted_mid_run(tmp_path):
+    port = free_port()
+    sim_args = [*SIM_ARGS, "--port", str(port)]
+    with contextlib.ExitStack() as stack:
+        sim = stack.enter_context(start_process(sim_args))
+        assert sim.url.endswith(f":{port}")
+        runs = tmp_path / "runs"
+        proc = start_step(["--host", sim.url, "--users", "2,2", "--step-time", "5s", "--out", str(runs), *LOAD], tmp_path)
+        try:
+            wait_for_records(runs, lambda rs: sum(r["outcome"] == "ok" for r in rs) >= 3)
+            time.sleep(0.5)
+            os.kill(sim.pid, signal.SIGKILL)
+            sim.proc.wait(10)
+            killed_at = time.time()
+            time.sleep(2)
+            restarted_at = time.time()
+            stack.enter_context(start_process(sim_args))
+            code, out, err = finish(proc, tmp_path)
+        finally:
+            if proc.poll() is None:
+                kill_tree(proc)
+    assert "Traceback" not in out + err
+    assert code == 0, (out + err)[-3000:]
+    run_dir = only_run_dir(runs)
+    records = read_csv(os.path.join(run_dir, "requests.csv"))
+    ok = [r for r in records if r["outcome"] == "ok"]
+    assert any(float(r["start_time"]) < killed_at for r in ok)
+    assert any(float(r["start_time"]) > restarted_at for r in ok)
+    assert {r["stage"] for r in ok} == {"0", "1"}
+    outage = [r for r in records if r["outcome"] in ("http_error", "stream_error")]
+    assert outage, {r["outcome"] for r in records}
+    texts = " ".join(r["error"].lower() for r in outage)
+    assert "refused" in texts or "closed" in texts or "lost" in texts or "reset" in texts, texts[:500]
+    assert all(r["error"] for r in outage)
+    assert os.path.exists(os.path.join(run_dir, "results.md"))
+
+
+# 2. A worker dies --------------------------------------------------------------------------------
+
+def test_worker_killed_mid_run(tmp_path, sim_process):
+    sim = sim_process(*SIM_ARGS)
+    runs = tmp_path / "runs"
+    proc = start_step(["--host", sim.url, "--users", "2,2", "--step-time", "8s", "--workers", "2",
+                       "--out", str(runs), *LOAD], tmp_path)
+    try:
+        wait_for_records(runs, lambda rs: len({r["worker"] for r in rs if r["outcome"] == "ok"}) == 2, timeout=40)
+        step = psutil.Process(proc.pid)
+        locusts = [p for p in step.children(recursive=True) if "--worker" in p.cmdline()]
+        assert len(locusts) == 2, [p.cmdline() for p in step.children(recursive=True)]
+        victim = locusts[0]
+        victim.kill()  # SIGKILL; it stays a zombie of the step command until that reaps it at the end
+        code, out, err = finish(proc, tmp_path, timeout=120)
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc)
+    assert "Traceback" not in out + err
+    assert code == 0, (out + err)[-3000:]
+    run_dir = only_run_dir(runs)
+    info = json.load(open(os.path.join(run_dir, "run.json")))
+    assert info["missing_workers"], info
+    records = read_csv(os.path.join(run_dir, "requests.csv"))
+    assert len({r["worker"] for r in records if r["outcome"] == "ok"}) == 2
+    assert "stopped reporting" in open(os.path.join(run_dir, "results.md")).read().lower()
+
+
+# 3. Bad input: one line, exit 2, no traceback ----------------------------------------------------
+
+@pytest.fixture
+def html_server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "index.html").write_text("<html><body>not ollama</body></html>")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    _wait_listening(port)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def _wait_listening(port: int, timeout: float = 15.0) -> None:
+    import socket
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listening on {port}")
+
+
+def _one_line_exit_2(result) -> str:
+    assert_no_traceback(result)
+    assert result.code == 2, result.text[-3000:]
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1, result.err
+    return lines[0]
+
+
+def test_bad_input_host_is_not_ollama(tmp_path, html_server):
+    line = _one_line_exit_2(run(ollama_locust("step", "--host", html_server, "--users", "1", "--step-time", "2s",
+                                              "--out", str(tmp_path / "runs")), tmp_path, timeout=60))
+    assert html_server in line and ("ollama" in line.lower() or "404" in line), line
+
+
+@pytest.mark.parametrize("case", ["prompts", "gateway_payload", "out_not_writable", "out_is_a_file"])
+def test_bad_input_files(tmp_path, sim_process, case):
+    sim = sim_process("--profile", "instant")
+    args = ["--host", sim.url, "--users", "1", "--step-time", "2s", "--out", str(tmp_path / "runs"), *LOAD]
+    if case == "prompts":
+        (tmp_path / "bad.json").write_text("{not json")
+        args += ["--prompts", str(tmp_path / "bad.json")]
+        expected = "bad.json"
+    elif case == "gateway_payload":
+        (tmp_path / "t.json").write_text('{"question": "hello"}')
+        args += ["--api", "gateway", "--gateway-payload", str(tmp_path / "t.json")]
+        expected = "{{prompt}}"
+    elif case == "out_not_writable":
+        args += ["--out", "/proc/forbidden"]
+        expected = "/proc/forbidden"
+    else:
+        (tmp_path / "afile").write_text("x")
+        args += ["--out", str(tmp_path / "afile")]
+        expected = "afile"
+    line = _one_line_exit_2(run(ollama_locust("step", *args), tmp_path, timeout=60))
+    assert expected in line, line
+
+
+def test_bad_input_report_on_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    line = _one_line_exit_2(run(ollama_locust("report", str(tmp_path / "empty")), tmp_path, timeout=60))
+    assert "empty" in line, line
+
+
+# 4. Hostile targets ------------------------------------------------------------------------------
+
+HOSTILE_SERVER = textwrap.dedent('''
+    import asyncio, json, sys
+
+    MODE, PORT = sys.argv[1], int(sys.argv[2])
+    TAGS = json.dumps({"models": [{"name": "llama3.2:latest", "model": "llama3.2:latest"}]}).encode()
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\\r\\n\\r\\n")
+                lines = head.decode("latin-1").split("\\r\\n")
+                method, path = lines[0].split(" ")[:2]
+                length = 0
+                for line in lines[1:]:
+                    if line.lower().startswith("content-length:"):
+                        length = int(line.split(":", 1)[1])
+                if length:
+                    await reader.readexactly(length)
+                if method == "GET":
+                    body = TAGS if path == "/api/tags" else b'{"version": "0.0.0-hostile"}'
+                    writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Length: "
+                                 + str(len(body)).encode() + b"\\r\\n\\r\\n" + body)
+                    await writer.drain()
+                    continue
+                if MODE == "silent":
+                    await asyncio.sleep(3600)
+                elif MODE == "forever":
+                    writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/x-ndjson\\r\\nConnection: close\\r\\n\\r\\n")
+                    chunk = json.dumps({"model": "llama3.2", "message": {"role": "assistant", "content": "la "},
+                                        "done": False}).encode() + b"\\n"
+                    while True:
+                        writer.write(chunk)
+                        await writer.drain()
+                        await asyncio.sleep(0.05)
+                elif MODE == "bigline":
+                    writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/x-ndjson\\r\\nConnection: close\\r\\n\\r\\n")
+                    big = b'{"message": {"content": "' + b"x" * (5 * 1024 * 1024) + b'"}, "done": false}\\n'
+                    for i in range(0, len(big), 65536):
+                        writer.write(big[i:i + 65536])
+                        await writer.drain()
+                    writer.close()
+                    return
+                elif MODE == "garbage":
+                    body = b"<html>\\x00\\x01 garbage, not json at all }{\\n"
+                    writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/x-ndjson\\r\\nContent-Length: "
+                                 + str(len(body)).encode() + b"\\r\\n\\r\\n" + body)
+                    await writer.drain()
+        except Exception:
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", PORT)
+        print("listening", flush=True)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+''')
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    procs = []
+
+    def start(mode: str) -> str:
+        script = tmp_path / "hostile.py"
+        script.write_text(HOSTILE_SERVER)
+        port = free_port()
+        procs.append(subprocess.Popen([sys.executable, str(script), mode, str(port)],
+                                      stdout=subprocess.DEVNULL, stderr=open(tmp_path / "hostile.err", "w")))
+        _wait_listening(port)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("mode,outcomes", [
+    ("silent", {"timeout"}),
+    ("forever", {"timeout"}),
+    ("bigline", {"stream_error"}),
+    ("garbage", {"stream_error", "invalid", "empty"}),
+])
+def test_hostile_target(tmp_path, hostile, mode, outcomes):
+    url = hostile(mode)
+    runs = tmp_path / "runs"
+    started = time.time()
+    result = run(ollama_locust("step", "--host", url, "--users", "2", "--step-time", "6s", "--out", str(runs),
+                               "--first-token-timeout", "2", "--request-timeout", "4", "--skip-preflight",
+                               "--skip-warmup", *LOAD), tmp_path, timeout=90)
+    elapsed = time.time() - started
+    assert_no_traceback(result)
+    assert result.code == 0, result.text[-3000:]
+    assert elapsed < 6 + 4 + 5 + 25, elapsed  # step + request timeout + drain + start-up and report
+    run_dir = only_run_dir(runs)
+    records = read_csv(os.path.join(run_dir, "requests.csv"))
+    done = [r for r in records if r["outcome"] != "cut_short"]
+    assert done, records
+    assert {r["outcome"] for r in done} <= outcomes, {(r["outcome"], r["error"][:80]) for r in done}
+    assert all(r["error"] for r in done)
+    for record in done:
+        assert float(record["e2e_ms"]) < 4000 + 1500, record
+    assert os.path.exists(os.path.join(run_dir, "results.md"))
+
+
+# 5. Secrets --------------------------------------------------------------------------------------
+
+def test_api_key_never_written(tmp_path, sim_process):
+    secret = "sk-secret-123"
+    sim = sim_process(*SIM_ARGS)
+    runs = tmp_path / "runs"
+    result = run(ollama_locust("step", "--host", sim.url, "--api", "openai", "--users", "1,2", "--step-time", "3s",
+                               "--out", str(runs), *LOAD), tmp_path, timeout=90, env={"OLLAMA_LOCUST_API_KEY": secret})
+    assert_no_traceback(result)
+    assert result.code == 0, result.text[-3000:]
+    run_dir = only_run_dir(runs)
+    records = read_csv(os.path.join(run_dir, "requests.csv"))
+    assert any(r["outcome"] == "ok" and r["api"] == "openai" for r in records)
+    assert secret not in result.out and secret not in result.err
+    names = set()
+    for folder, _dirs, files in os.walk(run_dir):
+        for name in files:
+            names.add(name)
+            with open(os.path.join(folder, name), "rb") as handle:
+                assert secret.encode() not in handle.read(), name
+    for expected in ("run.json", "requests.csv", "locust.log", "results.md", "locust_report.html", "locust_stats.csv"):
+        assert expected in names, names
+
+
+# The table in the docs ---------------------------------------------------------------------------
+
+def test_docs_table_lists_every_case():
+    with open(__file__, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read())
+    tests = [node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")]
+    with open(os.path.join(REPO, "docs", "fault-tolerance.md"), encoding="utf-8") as handle:
+        doc = handle.read()
+    missing = [name for name in tests if f"`{name}`" not in doc]
+    assert not missing, missing
