@@ -174,3 +174,35 @@ def test_ctrl_c_cuts_short_and_still_reports(tmp_path, sim_process):
     assert any(r["outcome"] == "cut_short" for r in records)
     assert json.load(open(os.path.join(run_dir, "run.json")))["interrupted"] is True
     assert os.path.exists(os.path.join(run_dir, "results.md"))
+
+
+def test_locust_processes_2_records_every_request_once(tmp_path, sim_process):
+    truth = tmp_path / "truth.jsonl"
+    sim = sim_process(*SIM_ARGS, "--truth-log", str(truth))
+    run_dir = tmp_path / "forked"
+    result = run(locust("--headless", "--processes", "2", "--host", sim.url, "--shape", "step", "--steps", "2,4",
+                        "--step-time", "4s", "--run-dir", str(run_dir), *LOAD), tmp_path, timeout=90)
+    assert_no_traceback(result)
+    assert result.code in (0, 1), result.text[-3000:]
+    records = check_folder(str(run_dir), truth, [2, 4])
+    assert len({r["worker"] for r in records}) == 2
+
+
+def test_compare_two_real_runs_shows_the_num_parallel_gain(tmp_path, sim_process):
+    """NUM_PARALLEL 1 vs 4 on the same paced simulator profile: total throughput at 4 users grows."""
+    folders = []
+    for parallel in ("1", "4"):
+        sim = sim_process("--profile", "instant", "--decode-tps", "50", "--beta", "0.3", "--num-parallel", parallel)
+        out = tmp_path / f"runs-{parallel}"
+        result = run(ollama_locust("step", "--host", sim.url, "--users", "1,4", "--step-time", "5s", "--label",
+                                   f"parallel-{parallel}", "--out", str(out), *LOAD), tmp_path, timeout=90,
+                     name=f"step-{parallel}")
+        assert result.code == 0, result.text[-3000:]
+        folders.append(only_run_dir(out))
+    result = run(ollama_locust("compare", *folders), tmp_path, timeout=60, name="compare")
+    assert result.code == 0, result.text
+    assert "parallel-1" in result.out and "parallel-4" in result.out
+    data = [json.load(open(os.path.join(folder, "results.json"))) for folder in folders]
+    at_4 = [next(s for s in d["steps"] if s["users"] == 4) for d in data]
+    assert at_4[1]["tokens_per_s_total"] > 1.5 * at_4[0]["tokens_per_s_total"]
+    assert at_4[1]["p50_ms"] < at_4[0]["p50_ms"]
