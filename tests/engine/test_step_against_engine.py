@@ -91,7 +91,7 @@ def test_step_openai_against_engine(llama_server, llama_model, tmp_path):
     _xfail_on_request_id_blocker(records)
 
     ok = _ok(records)
-    _assert_ok_records(ok)
+    _assert_ok_records(ok, strict=False)  # a fast reply can arrive in one read even directly
     assert len(ok) >= 0.95 * len([r for r in records if r["outcome"] != "cut_short"])
     # One request at a time: at 4 users a request's first token waits for the others ahead of it.
     ttft_1, ttft_4 = _ttft_p50(ok, 1), _ttft_p50(ok, 4)
