@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import socket
+import uuid
 
 from scenarios import schema
 
 TTFT_REQUEST_TYPE = "TTFT"
 
 _sequence = itertools.count(1)
+_bits_pid: int | None = None
+_bits = 0
 _tag_pid: int | None = None
 _tag = ""
 
@@ -42,9 +46,18 @@ def worker_tag() -> str:
     return _tag
 
 
+def _process_bits() -> int:
+    """64 random bits per process (refreshed after a fork), so ids from different workers never collide."""
+    global _bits_pid, _bits
+    if _bits_pid != os.getpid():
+        _bits_pid, _bits = os.getpid(), random.SystemRandom().getrandbits(64)
+    return _bits
+
+
 def next_request_id() -> str:
-    """A run-unique id; send it as the ``X-Request-ID`` header so the simulator's truth log can be matched."""
-    return f"{worker_tag()}-{next(_sequence)}"
+    """A run-unique id, UUID-shaped (servers such as llama.cpp's reject any other ``X-Request-ID``);
+    send it as the ``X-Request-ID`` header so the simulator's truth log can be matched."""
+    return str(uuid.UUID(int=(_process_bits() << 64) | next(_sequence), version=4))
 
 
 def complete(record: dict, user_class: str) -> dict:

@@ -90,14 +90,16 @@ class LLMClient:
         self.conn.close()
 
 
-class OllamaChatClient(LLMClient):
-    """Ollama ``POST /api/chat``, ``stream: true`` (NDJSON, content in ``message.content``)."""
+class _OllamaNativeClient(LLMClient):
+    """What /api/chat and /api/generate share: NDJSON, ``format: json``, ``options.num_predict``."""
 
-    api = "ollama-chat"
-    path = "/api/chat"
+    content_field = "message"
+
+    def prompt_fields(self, messages: list[dict]) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def payload(self, messages, json_format):
-        payload = {"model": self.model, "messages": messages, "stream": True}
+        payload = {"model": self.model, **self.prompt_fields(messages), "stream": True}
         if json_format:
             payload["format"] = "json"
         if self.num_predict:
@@ -107,30 +109,31 @@ class OllamaChatClient(LLMClient):
     def decoder(self, content_type):
         chosen = super().decoder(content_type)
         if isinstance(chosen, NDJSONDecoder):
-            chosen.field = "message"
+            chosen.field = self.content_field
         return chosen
 
 
-class OllamaGenerateClient(LLMClient):
+class OllamaChatClient(_OllamaNativeClient):
+    """Ollama ``POST /api/chat``, ``stream: true`` (NDJSON, content in ``message.content``)."""
+
+    api = "ollama-chat"
+    path = "/api/chat"
+    content_field = "message"
+
+    def prompt_fields(self, messages):
+        return {"messages": messages}
+
+
+class OllamaGenerateClient(_OllamaNativeClient):
     """Ollama ``POST /api/generate``, ``stream: true`` (NDJSON, content in ``response``). A multi-turn
     conversation is sent as one transcript prompt."""
 
     api = "ollama-generate"
     path = "/api/generate"
+    content_field = "response"
 
-    def payload(self, messages, json_format):
-        payload = {"model": self.model, "prompt": transcript(messages), "stream": True}
-        if json_format:
-            payload["format"] = "json"
-        if self.num_predict:
-            payload["options"] = {"num_predict": self.num_predict}
-        return payload
-
-    def decoder(self, content_type):
-        chosen = super().decoder(content_type)
-        if isinstance(chosen, NDJSONDecoder):
-            chosen.field = "response"
-        return chosen
+    def prompt_fields(self, messages):
+        return {"prompt": transcript(messages)}
 
 
 class OpenAIClient(LLMClient):

@@ -1,13 +1,9 @@
 """Step tests against the real engine: ``ollama-locust step --api openai`` against llama.cpp's server
 (directly, and through the repository's nginx gateway). Issue 8, deliverables 3 and 4.
 
-Known blocker (found writing these tests): every request the load tool sends carries
-``X-Request-ID: <worker>-<sequence>``; llama-cpp-python's server validates that header as a UUID
-(starlette-context's ``RequestIdPlugin``) and answers **400 to every request** whose id is not one.
-The gateway passes the header through unchanged. Until the client sends a UUID-shaped id to this
-server (or leaves the header out), the step tests below end as ``xfail`` on exactly that symptom
-(all records ``http_error`` 400) and run their full assertions as soon as requests succeed.
-``test_engine_rejects_non_uuid_request_id`` pins the cause down.
+llama-cpp-python's server validates ``X-Request-ID`` as a UUID (starlette-context's ``RequestIdPlugin``)
+and answers 400 to any other value: the load tool's request ids are UUIDs for that reason, and
+``test_engine_rejects_non_uuid_request_id`` pins the server's behaviour down.
 """
 
 from __future__ import annotations
@@ -23,9 +19,6 @@ from tests.deploy.conftest import nginx_gateway  # noqa: F401  (makes the fixtur
 from tests.e2e.helpers import assert_no_traceback, ollama_locust, only_run_dir, read_csv, run
 
 NUM_PREDICT = 32
-REQUEST_ID_BLOCKER = ("the load tool's X-Request-ID ('<worker>-<sequence>') is not a UUID, and "
-                      "llama-cpp-python's server answers 400 to such requests (starlette-context "
-                      "RequestIdPlugin validates it)")
 
 
 def _step(tmp_path, host: str, model: str, users: str, name: str):
@@ -39,14 +32,6 @@ def _step(tmp_path, host: str, model: str, users: str, name: str):
     assert_no_traceback(result)
     folder = only_run_dir(out)
     return folder, read_csv(os.path.join(folder, "requests.csv"))
-
-
-def _xfail_on_request_id_blocker(records: list[dict]) -> None:
-    """No request succeeded, and the engine answered 400 (through the gateway, the flood of fast 400s
-    also trips its rate limit: 429)."""
-    statuses = {r["http_status"] for r in records}
-    if "400" in statuses and statuses <= {"400", "429"} and not any(r["outcome"] == "ok" for r in records):
-        pytest.xfail(REQUEST_ID_BLOCKER)
 
 
 def _ok(records: list[dict]) -> list[dict]:
@@ -88,7 +73,6 @@ def test_step_openai_against_engine(llama_server, llama_model, tmp_path):
         assert os.path.isfile(os.path.join(folder, name)), name
     stages = read_csv(os.path.join(folder, "stages.csv"))
     assert [s["users"] for s in stages] == ["1", "2", "4"]
-    _xfail_on_request_id_blocker(records)
 
     ok = _ok(records)
     _assert_ok_records(ok, strict=False)  # a fast reply can arrive in one read even directly
@@ -108,7 +92,6 @@ def test_step_openai_through_gateway(llama_server, llama_model, nginx_gateway, t
     folder, records = _step(tmp_path, gateway.url, llama_model, "1,2", "step-gateway")
     stages = read_csv(os.path.join(folder, "stages.csv"))
     assert [s["users"] for s in stages] == ["1", "2"]
-    _xfail_on_request_id_blocker(records)
 
     ok = _ok(records)
     _assert_ok_records(ok, strict=False)
