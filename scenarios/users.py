@@ -111,8 +111,17 @@ class LLMUser(User):
         if llm is not None:
             llm.close()
 
+    # After a failure the next request waits at least 0.25 s, doubling up to 2 s while failures go on:
+    # a dead or refusing target is not hammered in a tight loop (think time 0 included).
+    failure_backoff_s = (0.25, 2.0)
+
     def wait_time(self) -> float:
-        return random.uniform(self.think_min, self.think_max)
+        think = random.uniform(self.think_min, self.think_max)
+        failures = getattr(self, "consecutive_failures", 0)
+        if failures:
+            first, cap = self.failure_backoff_s
+            think = max(think, min(cap, first * 2 ** (failures - 1)))
+        return think
 
     def ask(self, messages: list[dict], check=None) -> tuple[dict, str]:
         """Send one request, apply the scenario's semantic ``check(text) -> error or None``, report it.
@@ -132,6 +141,8 @@ class LLMUser(User):
                 record["outcome"] = schema.INVALID
                 record["error"] = problem
                 text = ""
+        failed = record["outcome"] in (schema.REJECTED, schema.TIMEOUT, schema.HTTP_ERROR, schema.STREAM_ERROR)
+        self.consecutive_failures = getattr(self, "consecutive_failures", 0) + 1 if failed else 0
         self._report(record)
         return record, text
 
