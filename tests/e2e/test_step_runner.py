@@ -206,3 +206,21 @@ def test_compare_two_real_runs_shows_the_num_parallel_gain(tmp_path, sim_process
     at_4 = [next(s for s in d["steps"] if s["users"] == 4) for d in data]
     assert at_4[1]["tokens_per_s_total"] > 1.5 * at_4[0]["tokens_per_s_total"]
     assert at_4[1]["p50_ms"] < at_4[0]["p50_ms"]
+
+
+def test_ctrl_c_on_plain_locust_headless(tmp_path, sim_process):
+    sim = sim_process("--profile", "instant", "--decode-tps", "20", "--num-parallel", "2")
+    run_dir = tmp_path / "plain"
+    proc = subprocess.Popen(locust("--headless", "--host", sim.url, "--shape", "step", "--steps", "3", "--step-time", "30s",
+                                   "--run-dir", str(run_dir), "--think-time", "0", "--num-predict", "200"),
+                            cwd=tmp_path, stdout=open(tmp_path / "out", "w"), stderr=subprocess.STDOUT)
+    time.sleep(6)
+    proc.send_signal(2)
+    code = proc.wait(60)
+    out = (tmp_path / "out").read_text()
+    assert "Traceback" not in out
+    assert code == 130, out[-3000:]
+    records = read_csv(run_dir / "requests.csv")
+    assert any(r["outcome"] == "cut_short" for r in records)
+    assert all(r["outcome"] in ("ok", "cut_short") for r in records)
+    assert json.load(open(run_dir / "run.json"))["interrupted"] is True
