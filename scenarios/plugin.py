@@ -76,8 +76,8 @@ class RunRecorder:
         self.environment = environment
         self.runner = environment.runner
         self.plan = build_plan(environment)
-        label = options.get(environment, "label")
-        self.path = run_folder.prepare(options.get(environment, "run_dir") or run_folder.default_path(label))
+        self.path = run_folder.prepare(options.get(environment, "run_dir")
+                                       or run_folder.default_path(options.get(environment, "label")))
         self.timeline = StageTimeline(f"{self.path}/{schema.STAGES_FILE}")
         self.sink = RecordSink(f"{self.path}/{schema.REQUESTS_FILE}", self.timeline)
         self.controller: ShapeController | None = None
@@ -86,16 +86,7 @@ class RunRecorder:
         self.workers_seen: set[str] = set()
         self.missing_workers: set[str] = set()
         self.info = {
-            "label": label,
-            "host": redact_url(environment.host),
-            "model": options.get(environment, "model"),
-            "api": options.get(environment, "api"),
-            "user_classes": sorted(cls.__name__ for cls in environment.user_classes),
-            "shape": None if self.plan is None else options.get(environment, "shape"),
-            "steps": [] if self.plan is None else [stage.users for stage in self.plan],
-            "step_time_s": None if self.plan is None else self.plan[0].duration_s,
-            "settle_s": None if self.plan is None else self.plan[0].settle_s,
-            "slo": {"p95_ms": options.get(environment, "slo_p95") or None, "min_success": options.get(environment, "min_success")},
+            **self.described(),
             "workers": 0,
             "missing_workers": [],
             "started_at": time.time(),
@@ -105,12 +96,37 @@ class RunRecorder:
             "server_version": None,
             "tool_version": __version__,
             "locust_version": locust.__version__,
-            "command": [a for a in sys.argv],
-            "options": options.values(environment.parsed_options),
+            "command": list(sys.argv),
             "warmup": None,
             "simulator": None,
             "run_dir": self.path,
         }
+        self.write_info()
+
+    def described(self) -> dict:
+        """The run.json keys that come from the options and the plan."""
+        environment, plan = self.environment, self.plan
+        return {
+            "label": options.get(environment, "label"),
+            "host": redact_url(environment.host),
+            "model": options.get(environment, "model"),
+            "api": options.get(environment, "api"),
+            "user_classes": sorted(cls.__name__ for cls in environment.user_classes),
+            "shape": None if plan is None else options.get(environment, "shape"),
+            "steps": [] if plan is None else [stage.users for stage in plan],
+            "step_time_s": None if plan is None else plan[0].duration_s,
+            "settle_s": None if plan is None else plan[0].settle_s,
+            "slo": {"p95_ms": options.get(environment, "slo_p95") or None, "min_success": options.get(environment, "min_success")},
+            "options": options.values(environment.parsed_options),
+        }
+
+    def configure(self) -> None:
+        """Apply the plan and options: the drain's stop timeout, the shape controller, run.json.
+        At start-up, and again for a run started from the web UI's form."""
+        if self.plan is not None and not self.environment.stop_timeout:
+            self.environment.stop_timeout = options.get(self.environment, "drain_timeout")
+        self.start_shape()
+        self.info.update(self.described())
         self.write_info()
 
     def write_info(self) -> None:
@@ -201,11 +217,9 @@ class RunRecorder:
         controller = self.controller
         self.interrupted = controller is None or not controller.finished
         if self.interrupted:
-            self.environment.stop_timeout = 0  # users still in a request are cut short, now
+            self.cut_short_if_interrupted()
             if isinstance(self.runner, MasterRunner):
-                for client in self.runner.clients.all:
-                    self.runner.send_message("llm_abort", None, client.id)
-                gevent.sleep(SHIP_INTERVAL_S + 0.5)
+                gevent.sleep(SHIP_INTERVAL_S + 0.5)  # the workers' cut-short records arrive
             else:
                 self.runner.stop()
         if isinstance(self.runner, MasterRunner):
@@ -276,9 +290,7 @@ def _setup_master_or_local(environment, web_ui=None) -> RunRecorder:
             recorder.check_target()
         except preflight.PreflightError as error:
             fail(str(error))
-    if recorder.plan is not None and not environment.stop_timeout:
-        environment.stop_timeout = options.get(environment, "drain_timeout")
-    recorder.start_shape()
+    recorder.configure()
 
     def on_test_start(environment, **_kw) -> None:
         if not headless and not options.get(environment, "skip_preflight"):

@@ -303,33 +303,15 @@ def report_markdown(copy: str) -> str:
 
 
 def apply_form(environment, recorder) -> None:
-    """A run started from the form: rebuild the shape controller and refresh ``run.json`` from the
-    options the form just set (the plugin built them from the command line at start-up)."""
-    from scenarios import options, plans, plugin
+    """A run started from the form: rebuild the plan, shape controller and ``run.json`` from the options
+    the form just set (the plugin built them from the command line at start-up)."""
+    from scenarios import plans, plugin
 
     try:
         recorder.plan = plugin.build_plan(environment)
     except plans.PlanError as error:
         logger.error("ollama-locust: %s (keeping the previous plan)", error)
-    plan = recorder.plan
-    if plan is not None and not environment.stop_timeout:
-        environment.stop_timeout = options.get(environment, "drain_timeout")  # as the plugin does at start-up
-    recorder.start_shape()
-    recorder.info.update(
-        label=options.get(environment, "label"),
-        host=plugin.redact_url(environment.host),
-        model=options.get(environment, "model"),
-        api=options.get(environment, "api"),
-        user_classes=sorted(cls.__name__ for cls in environment.user_classes),
-        shape=None if plan is None else options.get(environment, "shape"),
-        steps=[] if plan is None else [stage.users for stage in plan],
-        step_time_s=None if plan is None else plan[0].duration_s,
-        settle_s=None if plan is None else plan[0].settle_s,
-        slo={"p95_ms": options.get(environment, "slo_p95") or None,
-             "min_success": options.get(environment, "min_success")},
-        options=options.values(environment.parsed_options),
-    )
-    recorder.write_info()
+    recorder.configure()
 
 
 def register(environment, web_ui, recorder) -> LiveStats:
