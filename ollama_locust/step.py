@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 
-from scenarios import plans, preflight, run_folder, schema
+from scenarios import options, plans, preflight, run_folder, schema
 from scenarios.progress import PREFIX
 
 EXIT_BAD_INPUT = 2
@@ -58,11 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"start the embedded simulator with this profile (default {DEFAULT_SIM_PROFILE}) and target it")
     parser.add_argument("--sim-args", default="", help="extra simulator flags, e.g. \"--num-parallel 4 --max-queue 8\"")
     parser.add_argument("--model", default=None, help="model to ask (default: llama3.2, or the simulator's model)")
-    parser.add_argument("--api", default="ollama-chat", choices=["ollama-chat", "ollama-generate", "openai", "gateway"])
+    parser.add_argument("--api", default="ollama-chat", choices=options.APIS)
     parser.add_argument("--users", default=None, help="user counts per step (default 1,3,5,10; with --sim 1,2,4,8)")
     parser.add_argument("--step-time", default=None, help="how long each step is held (default 60s; with --sim 15s)")
     parser.add_argument("--settle", default="0s", help="settle window at the start of each step, left out of its numbers")
-    parser.add_argument("--shape", default="step", choices=["step", "burst", "ramp"])
+    parser.add_argument("--shape", default="step", choices=[shape for shape in options.SHAPES if shape != "none"])
     parser.add_argument("--user-class", default="StudentUser", help="user classes, comma separated (StudentUser, RecipeUser, BurstyUser)")
     parser.add_argument("--workers", type=int, default=0, help="local worker processes (0 = one process)")
     parser.add_argument("--master", action="store_true", help="run as master for workers on other machines")
