@@ -349,8 +349,9 @@ class App:
                     key=key, prompt=prompt, prompt_tokens=prompt_tokens, empty=empty, include_usage=include_usage)
 
     async def _generation(self, req: Request, conn: Conn, kind: str) -> None:
-        arrival, arrival_wall = time.monotonic(), time.time()
-        wall = arrival_wall - arrival  # monotonic -> unix time
+        wall = time.time() - time.monotonic()  # monotonic -> unix time
+        arrival = req.arrived or time.monotonic()
+        arrival_wall = wall + arrival
         self.next_id += 1
         rid = self.next_id
         openai = kind.startswith("oai")
@@ -541,6 +542,7 @@ class Output:
                 self.pre, self.post = head + b'{"text":', b',"index":0,"finish_reason":null}]}\n\n'
                 self.role = b""
         self.native = kind in ("generate", "chat")
+        self.fixed = len(self.pre) + len(self.mid) + len(self.post) if self.native else 0
         self.ctype = NDJSON if self.native else SSE
 
     def _write(self, data: bytes) -> None:
@@ -551,12 +553,17 @@ class Output:
 
     # called by the decode loop -----------------------------------------------------------------
     def emit(self, job: Job, i: int, created: bytes) -> None:
+        token = self.tj[i]
+        if self.headers_sent and self.native:  # the hot path: one chunk, built in one go
+            self.conn.write(b"%x\r\n%s%s%s%s%s\r\n" % (self.fixed + len(created) + len(token), self.pre, created,
+                                                        self.mid, token, self.post))
+            return
         if self.native:
-            body = self.pre + created + self.mid + self.tj[i] + self.post
+            body = self.pre + created + self.mid + token + self.post
         elif i == 0 and self.role:
-            body = self.role + self.pre + self.tj[i] + self.post
+            body = self.role + self.pre + token + self.post
         else:
-            body = self.pre + self.tj[i] + self.post
+            body = self.pre + token + self.post
         if self.headers_sent:
             self.conn.write(b"%x\r\n%s\r\n" % (len(body), body))
         else:

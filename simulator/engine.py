@@ -16,6 +16,8 @@ the bytes), so a decode step is a plain loop of writes with no task switch per t
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import math
 import time
 from collections import deque
@@ -25,7 +27,9 @@ from typing import Callable
 from simulator.profiles import Profile, prefill_time, step_time
 
 DEFAULT_NUM_CTX = 4096
-SPIN = 0.002  # seconds of busy-wait before a planned step (timer precision)
+SPIN = 0.002  # seconds before a planned step when the timer hands over to polling (timer precision)
+SPIN_TIGHT = 0.0003  # seconds of busy-wait (no I/O served) right before a planned step
+SLICE = 0.0005  # seconds of token writes between two turns of the event loop within one step
 _now = time.monotonic  # all engine times; loop.time() is ms-granular under uvloop
 
 
@@ -43,7 +47,7 @@ class Job:
     """One generation request inside a runner. Times are time.monotonic() seconds."""
 
     __slots__ = ("n_out", "prompt_tokens", "emit", "finish", "slot_start", "prefill_s", "prefill_end",
-                 "first_token", "last_token", "sent", "stall_at", "stall_s", "stall_until", "fault_at",
+                 "first_token", "last_token", "lateness", "sent", "stall_at", "stall_s", "stall_until", "fault_at",
                  "fault_fn", "done", "closed")
 
     def __init__(self, n_out: int, prompt_tokens: int, emit: Callable[["Job", int, bytes], None]):
@@ -52,6 +56,7 @@ class Job:
         self.emit = emit  # emit(job, index, created_at_bytes)
         self.finish: asyncio.Future | None = None
         self.slot_start = self.prefill_end = self.first_token = self.last_token = None
+        self.lateness = 0.0  # send time of the last token minus the decode plan's time for it
         self.prefill_s = 0.0
         self.sent = 0
         self.stall_at = -1  # token index before which the stream pauses
@@ -63,8 +68,8 @@ class Job:
         self.closed = False  # set by the API layer when the transport went away
 
 
-class LatenessStats:
-    """Histogram of (actual send time − planned time) per token, 0.1 ms buckets up to 1 s."""
+class Histogram:
+    """Times in seconds, counted in 0.1 ms buckets up to 1 s (beyond: the last bucket; max is exact)."""
 
     BUCKET = 1e-4
     N = 10001
@@ -73,37 +78,56 @@ class LatenessStats:
         self.hist = [0] * self.N
         self.count = 0
         self.max = 0.0
-        self.steps = LatenessStats.__new__(LatenessStats) if type(self) is LatenessStats else None
-        if self.steps is not None:  # lateness of each decode step's start (timer precision alone)
-            self.steps.hist, self.steps.count, self.steps.max, self.steps.steps = [0] * self.N, 0, 0.0, None
 
-    def reset(self) -> None:
-        self.__init__()
+    def clear(self) -> None:
+        """In place: a running decode loop keeps its reference to ``hist``."""
+        self.hist[:] = [0] * self.N
+        self.count = 0
+        self.max = 0.0
 
     def percentile(self, q: float) -> float:
         if not self.count:
             return 0.0
-        target, acc = q * self.count, 0
-        for i, c in enumerate(self.hist):
-            acc += c
-            if acc >= target:
-                return i * self.BUCKET
-        return self.max
+        i = bisect.bisect_left(list(itertools.accumulate(self.hist)), q * self.count)  # C loops: cheap to poll
+        return i * self.BUCKET if i < self.N else self.max
 
-    def record(self, lat: float) -> None:
-        b = int(lat / self.BUCKET) if lat > 0 else 0
+    def record(self, value: float) -> None:
+        b = int(value / self.BUCKET) if value > 0 else 0
         self.hist[b if b < self.N - 1 else self.N - 1] += 1
         self.count += 1
-        if lat > self.max:
-            self.max = lat
+        if value > self.max:
+            self.max = value
 
-    def _ms(self) -> dict:
+    def ms(self) -> dict:
         return {"p50": self.percentile(0.5) * 1e3, "p90": self.percentile(0.9) * 1e3,
                 "p99": self.percentile(0.99) * 1e3, "max": self.max * 1e3}
 
+
+class SendStats:
+    """How closely token sends follow the decode plan (``/_sim/stats``; ``benchmarks/sim_bench.py``).
+
+    * ``lateness``: per token, the time it was written minus the planned end of its decode step. All
+      tokens of a step are due at the same instant and go out one write after another, so with n
+      streams the last one is late by about n writes (~5–8 µs each on loopback).
+    * ``jitter``: per token after the first, |its lateness − the previous token's lateness| of the
+      same stream, i.e. how far the gap between two tokens a client sees differs from the model's
+      step time (the inter-arrival jitter of RFC 3550 §6.4.1, per token instead of smoothed).
+    * ``steps``: per decode step, how late its first write started (timer precision alone).
+    """
+
+    def __init__(self) -> None:
+        self.lateness = Histogram()
+        self.jitter = Histogram()
+        self.steps = Histogram()
+
+    def reset(self) -> None:
+        for histogram in (self.lateness, self.jitter, self.steps):
+            histogram.clear()
+
     def summary(self) -> dict:
-        return {"tokens_sent": self.count, "lateness_ms": self._ms(), "decode_steps": self.steps.count,
-                "step_start_lateness_ms": self.steps._ms()}
+        return {"tokens_sent": self.lateness.count, "lateness_ms": self.lateness.ms(),
+                "jitter_ms": self.jitter.ms(), "decode_steps": self.steps.count,
+                "step_start_lateness_ms": self.steps.ms()}
 
 
 _created_cache: list = [None, b""]
@@ -228,7 +252,8 @@ class Runner:
     # -- the decode loop -----------------------------------------------------------------------
     async def _decode_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        stats = self.sched.stats
+        send_stats = self.sched.stats
+        stats, jit, steps = send_stats.lateness, send_stats.jitter, send_stats.steps
         hist, bucket, nb = stats.hist, stats.BUCKET, stats.N - 1
         prof = self.profile
         wall_offset = time.time() - _now()
@@ -256,10 +281,11 @@ class Runner:
             delay = planned - _now()
             if delay > 0:
                 # Event-loop timers are ms-granular (uvloop) and wake late under load: sleep to just
-                # before the planned time, then spin the last stretch (< SPIN s per step).
+                # before the planned time, then poll the loop (other connections are still served,
+                # so arrivals are read on time) and spin only the last SPIN_TIGHT seconds.
                 if delay > SPIN:
                     await asyncio.sleep(delay - SPIN)
-                else:
+                while planned - _now() > SPIN_TIGHT:
                     await asyncio.sleep(0)
                 while _now() < planned:
                     pass
@@ -269,11 +295,12 @@ class Runner:
                     planned = _now()
             clock = planned
             if active:
-                stats.steps.record(_now() - planned)
+                steps.record(_now() - planned)
             created = created_at(planned + wall_offset)
             finished = None
             sent_before = stats.count
-            for job in active:
+            slice_end = _now() + SLICE
+            for job in tuple(active):  # a copy: the list may change while the loop is served between slices
                 if job.done:
                     continue
                 i = job.sent
@@ -298,10 +325,18 @@ class Runner:
                 job.sent = i + 1
                 if i == 0:
                     job.first_token = now
+                else:  # jitter: this token's lateness minus the previous one's (its gap vs the model's)
+                    jit.record(abs(lat - job.lateness))
+                job.lateness = lat
                 job.last_token = now
                 if job.sent >= job.n_out:
                     job.done = True
                     (finished := finished or []).append(job)
+                if now > slice_end:
+                    # A long step (hundreds of streams) is written in slices of SLICE seconds with the
+                    # event loop served in between, so requests that arrive meanwhile are read at once.
+                    await asyncio.sleep(0)
+                    slice_end = _now() + SLICE
             if finished:
                 for job in finished:
                     active.remove(job)
@@ -330,7 +365,7 @@ class Scheduler:
         self.runners: dict[str, Runner] = {}
         self.queue: deque = deque()
         self._serving = False
-        self.stats = LatenessStats()
+        self.stats = SendStats()
 
     def warm_runner(self, model: str, num_ctx: int) -> Runner | None:
         r = self.runners.get(model)

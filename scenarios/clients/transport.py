@@ -63,18 +63,19 @@ class _Parser(HTTPResponse):
 class Response:
     """A response whose headers have arrived; the body is read piece by piece with :meth:`read`."""
 
-    __slots__ = ("status", "headers", "arrived", "_conn", "_sock", "_parser", "_eof", "_stamped", "_offset")
+    __slots__ = ("status", "headers", "arrived", "_conn", "_sock", "_parser", "_eof", "_stamped")
 
-    def __init__(self, conn: "Connection", sock, parser: _Parser):
+    def __init__(self, conn: "Connection", sock, parser: _Parser, arrived: float):
         self._conn = conn
         self._sock = sock
         self._parser = parser
         self._eof = False
         self._stamped = conn._stamped
-        self._offset = time.time() - time.perf_counter()  # kernel wall clock -> perf_counter
         #: perf_counter time at which the bytes returned by the last read() reached this machine:
-        #: the kernel's receive timestamp (SO_TIMESTAMPNS) when available, else when read() got them
-        self.arrived = time.perf_counter()  # body bytes that came with the headers
+        #: the kernel's receive timestamp (SO_TIMESTAMPNS) when available, else when read() got them.
+        #: It starts as the arrival of the packet that completed the headers: a streaming server
+        #: sends its first token in that same packet.
+        self.arrived = arrived
         self.status = parser.get_code()
         self.headers = {key.lower(): value for key, value in parser.items()}
 
@@ -100,19 +101,7 @@ class Response:
             if parser.message_complete or self._eof:
                 return b""
             try:
-                if self._stamped:
-                    data, ancillary, _flags, _addr = self._sock.recvmsg(RECV_SIZE, _CMSG_SPACE)
-                    now = time.perf_counter()
-                    self.arrived = now
-                    for level, kind, value in ancillary:
-                        if level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
-                            seconds, nanos = _TIMESPEC.unpack_from(value)
-                            stamp = seconds + nanos * 1e-9 - self._offset
-                            if now - 60.0 < stamp < now:  # 0 = no stamp on that packet
-                                self.arrived = stamp
-                else:
-                    data = self._sock.recv(RECV_SIZE)
-                    self.arrived = time.perf_counter()
+                data, self.arrived = _recv(self._sock, self._stamped)
             except OSError as exc:
                 self._conn.close()
                 raise TransportError(f"connection lost mid-reply ({_describe(exc)})", before_status=False) from None
@@ -263,8 +252,9 @@ class Connection:
         got_bytes = False
         try:
             sock.sendall(raw)
+            stamped = self._stamped
             while not parser.headers_complete or parser.get_code() < 200:
-                data = sock.recv(RECV_SIZE)
+                data, arrived = _recv(sock, stamped)
                 if not data:
                     if not got_bytes:
                         raise _StaleConnection()
@@ -286,11 +276,31 @@ class Connection:
             _close(sock)
             raise
         self._sock = sock  # so that close() reaches it while the response is being read
-        return Response(self, sock, parser)
+        return Response(self, sock, parser, arrived)
 
 
 class _StaleConnection(Exception):
     pass
+
+
+def _recv(sock, stamped: bool) -> tuple[bytes, float]:
+    """One recv: the bytes and the perf_counter time they reached this machine.
+
+    With ``stamped`` (SO_TIMESTAMPNS on the socket) that is the kernel's receive timestamp of the
+    packet, so a load generator that is busy elsewhere does not make the server look slow.
+    """
+    if not stamped:
+        data = sock.recv(RECV_SIZE)
+        return data, time.perf_counter()
+    data, ancillary, _flags, _addr = sock.recvmsg(RECV_SIZE, _CMSG_SPACE)
+    now = time.perf_counter()
+    for level, kind, value in ancillary:
+        if level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
+            seconds, nanos = _TIMESPEC.unpack_from(value)
+            stamp = seconds + nanos * 1e-9 - (time.time() - now)  # kernel wall clock -> perf_counter
+            if now - 60.0 < stamp <= now:  # 0 = no stamp on that packet
+                return data, stamp
+    return data, now
 
 
 def _close(sock) -> None:
