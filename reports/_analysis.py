@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 
 from scenarios import schema
 
+from ._concurrency import SERIALISED, SHARED, concurrency_mode
 from ._load import RunFolder, load_run
 from ._metrics import PERCENTILE_TEXT, format_seconds, format_value, is_number
 from ._steps import OUTCOME_NOTE, Step, build_class_rows, build_steps
 
 DEFAULT_MIN_SUCCESS = 0.95
 SLOW_FACTOR = 1.5  # a step's p95 at least this many times the baseline's gets a note
+CONCURRENCY_NOTE = {SERIALISED: "requests wait for each other", SHARED: "requests share the server"}
 
 
 @dataclass
@@ -116,6 +118,8 @@ def analyse(path: str, *, slo_p95_ms: float | None = None, min_success: float | 
         analysis = Analysis(folder=folder, source="locust-csv", steps=steps, slo=slo, percentile_text=text,
                             server_durations="n/a: Locust's CSVs carry no server durations")
     _judge(analysis)
+    for step in analysis.steps:
+        step.concurrency = concurrency_mode(step, analysis.baseline)
     _annotate(analysis)
     return analysis
 
@@ -186,6 +190,9 @@ def _annotate(analysis: Analysis) -> None:
             ratio = p95 / base_p95
             if ratio >= SLOW_FACTOR:
                 notes.append(f"p95 {ratio:.1f}× baseline")
+        mode = (step.concurrency or {}).get("mode")
+        if mode:
+            notes.append(CONCURRENCY_NOTE[mode])
         verdict = analysis.verdicts.get(step.stage)
         if verdict:
             notes.append("fails SLO: " + verdict)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from ._analysis import Analysis, analyse
+from ._analysis import CONCURRENCY_NOTE, Analysis, analyse
+from ._concurrency import run_mode
 from ._errors import ReportError
 from ._markdown import table
 from ._metrics import METRICS, format_value, is_number
@@ -77,6 +78,10 @@ def compare_markdown(analyses: list[Analysis]) -> str:
         if isinstance(sim, dict):
             facts.append("simulator " + ", ".join(f"{k} {v}" for k, v in sim.items()
                                                  if k in ("profile", "num_parallel", "max_queue")))
+        _, by_mode = run_mode(a.steps)
+        for mode, steps in by_mode.items():
+            users = ", ".join(s.users_label for s in steps)
+            facts.append(f"{CONCURRENCY_NOTE[mode]} ({mode}) at {users} users")
         if a.run.get("interrupted"):
             facts.append("interrupted")
         if a.source != "requests.csv":

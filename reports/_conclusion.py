@@ -5,6 +5,7 @@ from __future__ import annotations
 from scenarios import schema
 
 from ._analysis import Analysis
+from ._concurrency import SERIALISED, SHARED, THRESHOLDS, at_a_time, run_mode
 from ._metrics import format_seconds, format_value, is_number
 from ._steps import Step
 
@@ -41,12 +42,75 @@ def _num_parallel(run: dict):
     return sim.get("num_parallel")
 
 
+def _rate(value: float) -> str:
+    """tokens/s in a sentence: whole numbers from 10 up."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def _lever(run: dict) -> str:
+    np_now = _num_parallel(run)
+    if run.get("api") in ("openai", "gateway"):
+        return ("Raising the server's parallel slots (OLLAMA_NUM_PARALLEL on Ollama; if memory allows) or fewer "
+                "concurrent users shortens the wait.")
+    now = f"now {np_now}; " if np_now is not None else ""
+    return f"Raising OLLAMA_NUM_PARALLEL ({now}if memory allows) or fewer concurrent users shortens the wait."
+
+
+def serialised_sentence(v: dict, base: Step, run: dict) -> str:
+    k = at_a_time(v)
+    how = " the server answers one at a time." if k == 1 else \
+        f" the server answers about {k} at a time and the others wait their turn." if k else ""
+    users = f"{int(v['users'])} users" if is_number(v.get("users")) else "the busiest step"
+    return (f"**Requests wait for each other:**{how} At {users} a request waits "
+            f"{format_seconds(v['ttft_p50_ms'])} before its first token ({format_seconds(v['baseline_ttft_p50_ms'])} "
+            f"with {users_text(base)}), with on average {v['requests_ahead']:.1f} requests already running when it "
+            f"was sent, while each answer still streams at {_rate(v['tokens_per_s_request'])} tokens/s (baseline "
+            f"{_rate(v['baseline_tokens_per_s_request'])}). {_lever(run)}")
+
+
+def shared_sentence(v: dict, base: Step) -> str:
+    users = f"{int(v['users'])} users" if is_number(v.get("users")) else "the busiest step"
+    along = v.get("streams_alongside")
+    together = f"; about {1 + along:.0f} answers stream at once" if is_number(along) and along >= 0.5 else ""
+    total, btotal = v.get("tokens_per_s_total"), v.get("baseline_tokens_per_s_total")
+    sum_text = f", {_rate(total)} tokens/s in total ({total / btotal:.1f}× baseline)" \
+        if is_number(total) and is_number(btotal) and btotal > 0 else ""
+    return (f"**Requests share the server:** at {users} each answer streams at "
+            f"{_rate(v['tokens_per_s_request'])} tokens/s (baseline {_rate(v['baseline_tokens_per_s_request'])}) "
+            f"while the first token still comes in {format_seconds(v['ttft_p50_ms'])} "
+            f"({format_seconds(v['baseline_ttft_p50_ms'])} with {users_text(base)}){together}{sum_text}. "
+            "The server works on the requests together, so each answer takes longer, but nobody waits to start.")
+
+
+def concurrency_finding(a: Analysis) -> tuple[list[str], dict]:
+    """The paragraphs on serialisation/sharing and results.json's ``concurrency_mode`` / ``concurrency``.
+
+    The busiest step with a verdict is named for each mode; the run's mode is "serialised" when any step
+    was serialised, else "shared" when any step was shared, else None (also when there was too little
+    data to tell: then nothing is said).
+    """
+    text: list[str] = []
+    mode, by_mode = run_mode(a.steps)
+    found = {m: max(steps, key=lambda s: s.users if is_number(s.users) else -1).concurrency
+             for m, steps in by_mode.items()}
+    if SERIALISED in found:
+        text.append(serialised_sentence(found[SERIALISED], a.baseline, a.run))
+    if SHARED in found:
+        text.append(shared_sentence(found[SHARED], a.baseline))
+    info = {"mode": mode, SERIALISED: found.get(SERIALISED), SHARED: found.get(SHARED),
+            "steps": [{"stage": s.stage, "users": s.users if is_number(s.users) else None,
+                       "mode": s.concurrency["mode"]} for s in a.steps if s.concurrency],
+            "thresholds": THRESHOLDS}
+    return text, info
+
+
 def conclude(a: Analysis) -> dict:
     """{"text": [markdown paragraphs/bullets], "recommendations": [...], and the key figures}."""
     run, steps, base, slo = a.run, a.steps, a.baseline, a.slo
     text: list[str] = []
     recs: list[str] = []
-    out: dict = {"baseline_users": None, "failure_point_users": None, "largest_users_meeting_slo": None}
+    out: dict = {"baseline_users": None, "failure_point_users": None, "largest_users_meeting_slo": None,
+                 "concurrency_mode": None, "concurrency": None}
 
     sim = run.get("simulator")
     if sim:
@@ -106,6 +170,9 @@ def conclude(a: Analysis) -> dict:
         lines.append(f"- {users_text(step)}: " + ", ".join(parts))
     if lines:
         text.append("**Degradation per step:**\n" + "\n".join(lines))
+    finding, info = concurrency_finding(a)
+    text.extend(finding)
+    out["concurrency_mode"], out["concurrency"] = info["mode"], info
 
     # Failure point and capacity.
     p95_rule = f"p95 ≤ {format_seconds(slo.p95_ms)}" if slo.p95_ms is not None else None

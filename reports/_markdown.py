@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from scenarios import schema
 
-from ._analysis import Analysis
+from ._analysis import CONCURRENCY_NOTE, Analysis
+from ._concurrency import SERIALISED
 from ._conclusion import users_text
 from ._metrics import METRICS, format_seconds, format_value, is_number
-from ._steps import TIME_PARTS
+from ._steps import CLIENT_SPLIT, TIME_PARTS
 
 
 def _cell(text: str) -> str:
@@ -54,7 +55,47 @@ def error_table(a: Analysis) -> str | None:
     return table(header, rows)
 
 
+def client_split_section(a: Analysis) -> list[str]:
+    """Before the first token vs streaming, from the client's timings (every API), with the measured overlap."""
+    if not any(s.client_split for s in a.steps):
+        return []
+    suffix = {"ttft_ms": " (median)", "streaming_ms": " (median)", "requests_ahead": " (mean)",
+              "ahead_left_ms": " (mean)", "streams_alongside": " (mean)"}
+    header = ["Concurrent users", "Requests with TTFT"] + \
+             [label[0].upper() + label[1:] + suffix.get(key, "") for key, label, _ in CLIENT_SPLIT] + ["Verdict"]
+    rows, sentences = [], []
+    for step in a.steps:
+        c = step.client_split
+        if not c:
+            rows.append([step.users_label, "0"] + ["–"] * (len(CLIENT_SPLIT) + 1))
+            continue
+        cells = []
+        for key, _, _ in CLIENT_SPLIT:
+            value = c.get(key)
+            cells.append(format_seconds(value) if key.endswith("_ms") and is_number(value)
+                         else format_value("ratio", value) if key == "ttft_share"
+                         else f"{value:.1f}" if is_number(value) else "–")
+        mode = (step.concurrency or {}).get("mode")
+        rows.append([step.users_label, str(c["n"])] + cells + [CONCURRENCY_NOTE.get(mode, "")])
+        if mode == SERIALISED and is_number(c.get("ttft_share")):
+            sentences.append(f"- at {users_text(step)}, {c['ttft_share'] * 100:.0f} % of a request's time passes "
+                             f"before its first token, with {c['requests_ahead']:.1f} requests ahead of it: "
+                             "requests wait for each other")
+    return ["From the client's timings (every API): the time before the first token and the time the answer "
+            "streams, and how much the requests overlapped (measured from their start and end times). The rule "
+            "behind the verdict is in docs/reports.md (\"Do requests wait for each other?\").", "",
+            table(header, rows), ""] + (sentences + [""] if sentences else [])
+
+
 def time_split_section(a: Analysis) -> list[str]:
+    client = client_split_section(a)
+    server = server_split_section(a)
+    if client and any(s.time_split for s in a.steps):
+        server = ["From the server's own durations:", ""] + server
+    return client + server
+
+
+def server_split_section(a: Analysis) -> list[str]:
     with_split = [s for s in a.steps if s.time_split]
     if not with_split:
         return [a.server_durations or "n/a: no server durations"]

@@ -11,7 +11,7 @@ from ._conclusion import conclude
 from ._errors import ReportError
 from ._markdown import render, results_table
 from ._metrics import METRICS, clean
-from ._steps import TIME_PARTS
+from ._steps import CLIENT_SPLIT, TIME_PARTS
 
 RESULTS_MD = "results.md"
 RESULTS_JSON = "results.json"
@@ -28,6 +28,15 @@ class Report:
     files: list[str] = field(default_factory=list)
 
 
+def deep_clean(value):
+    """``clean`` through dicts and lists."""
+    if isinstance(value, dict):
+        return {k: deep_clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [deep_clean(v) for v in value]
+    return clean(value)
+
+
 def _step_json(step) -> dict:
     return {
         "stage": step.stage, "users": clean(step.users), "kind": step.kind,
@@ -38,6 +47,9 @@ def _step_json(step) -> dict:
         "settled_requests": step.settled,
         "top_errors": [{"error": t, "count": n} for t, n in step.top_errors],
         "time_split_ms": {k: clean(v) for k, v in step.time_split.items()} if step.time_split else None,
+        "client_split": deep_clean(step.client_split),
+        "concurrency_mode": step.concurrency["mode"] if step.concurrency else None,
+        "concurrency": deep_clean(step.concurrency),
         "notes": step.notes,
     }
 
@@ -49,12 +61,13 @@ def to_json(a: Analysis, conclusion: dict, plots: list[tuple[str, str]]) -> dict
         "percentiles": a.percentile_text,
         "metrics": [{"key": m.key, "label": m.label, "unit": m.unit, "how": m.how} for m in METRICS],
         "time_parts": [{"key": k, "label": label, "how": how} for k, label, how in TIME_PARTS],
+        "client_split_parts": [{"key": k, "label": label, "how": how} for k, label, how in CLIENT_SPLIT],
         "slo": {"p95_ms": a.slo.p95_ms, "min_success": a.slo.min_success, "source": a.slo.source},
         "steps": [_step_json(s) for s in a.steps],
         "user_classes": [{"stage": r["stage"], "users": clean(r["users"]), "user_class": r["user_class"],
                           **{k: clean(v) for k, v in r["metrics"].items()}} for r in a.class_rows],
         "server_durations": a.server_durations or "present",
-        "conclusion": {k: clean(v) if not isinstance(v, list) else v for k, v in conclusion.items()},
+        "conclusion": deep_clean(conclusion),
         "plots": [name for name, _ in plots],
         "gaps": a.gaps,
         "run": a.run,

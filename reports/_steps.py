@@ -13,6 +13,7 @@ import numpy as np
 
 from scenarios import schema
 
+from ._concurrency import overlap_measures
 from ._metrics import Sample, compute_all, is_number
 
 # The parts of one request's time, from Ollama's own durations (ollama-api.md). Order = stacking order.
@@ -22,6 +23,19 @@ TIME_PARTS: tuple[tuple[str, str, str], ...] = (
     ("prompt_eval_ms", "prompt eval", "prompt_eval_duration: prefill of the new prompt tokens"),
     ("eval_ms", "generation", "eval_duration: generating the answer"),
     ("outside_ms", "outside the server", "e2e - total_duration: network, gateway, client"),
+)
+
+# The client's view of one request's time (every API, no server durations needed), and the measured overlap.
+CLIENT_SPLIT: tuple[tuple[str, str, str], ...] = (
+    ("ttft_ms", "before the first token", "median TTFT: queueing, model load and prefill, seen from the client"),
+    ("streaming_ms", "streaming", "median e2e - ttft: the answer streaming in"),
+    ("ttft_share", "share before the first token", "TTFT median / (TTFT median + streaming median)"),
+    ("requests_ahead", "requests ahead at send", "mean number of other requests in flight when a request was sent "
+                                                 "(overlap of the records' start..end intervals)"),
+    ("ahead_left_ms", "time left on the requests ahead", "mean time from sending until every request sent before it "
+                                                         "had finished: what a one-at-a-time server makes it wait"),
+    ("streams_alongside", "answers streaming alongside", "mean number of other answers streaming while one "
+                                                         "streamed (overlap of first token..end, time-weighted)"),
 )
 
 OUTCOME_NOTE = {
@@ -48,6 +62,8 @@ class Step:
     outcome_errors: dict = field(default_factory=dict)  # outcome -> its most frequent error text
     settled: int = 0
     time_split: dict | None = None  # part key -> median ms, plus "n"
+    client_split: dict | None = None  # the client's view: before the first token vs streaming, overlap (CLIENT_SPLIT)
+    concurrency: dict | None = None  # _concurrency.concurrency_mode's verdict against the baseline, or None
     notes: list = field(default_factory=list)
     window_note: str = ""
 
@@ -128,8 +144,12 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
         if is_number(step.start) and is_number(step.end):
             step.window_s = max(0.0, step.end - step.start - step.settle_s)
 
+    # Overlap of all records (settle window and failures included: they occupied the server too).
+    overlap_all = overlap_measures(start_all, e2e_all, frame["ttft_ms"].to_numpy(dtype="float64"))
+
     # Counted records: the settle window's ones are left out (and counted per step).
     counted = frame.loc[~settle_all] if settle_all.any() else frame
+    overlap = tuple(v[~settle_all] for v in overlap_all) if settle_all.any() else overlap_all
     settled = pd.Series(stage_all[settle_all]).value_counts() if settle_all.any() else pd.Series(dtype="int64")
     stage = counted["stage"].to_numpy(dtype="float64")
     outcome = counted["outcome"]
@@ -160,6 +180,7 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
         step.outcomes = {str(v): int(c) for v, c in zip(values, counts)}
         if parts is not None:
             step.time_split = _split_of(parts, idx, ok)
+        step.client_split = _client_split_of(idx, ok, e2e, ttft, tps, overlap)
     if fail_frame is not None:
         _failure_details(steps, fail_frame)
     return steps
@@ -201,6 +222,30 @@ def _split_of(parts: dict, idx, ok) -> dict | None:
         values = values[~np.isnan(values)]
         split[key] = float(np.median(values)) if len(values) else 0.0
     return split
+
+
+def _client_split_of(idx, ok, e2e, ttft, tps, overlap) -> dict | None:
+    """The step's CLIENT_SPLIT over its successful requests with a TTFT (plus their mean TTFT and counts)."""
+    use = idx[ok[idx]]
+    use = use[np.isfinite(ttft[use]) & np.isfinite(e2e[use])]
+    if len(use) == 0:
+        return None
+    first = float(np.median(ttft[use]))
+    rest = float(np.median(np.clip(e2e[use] - ttft[use], 0, None)))
+
+    def mean(values):
+        values = values[use]
+        values = values[np.isfinite(values)]
+        return float(np.mean(values)) if len(values) else math.nan
+
+    ahead, left, along = overlap
+    return {
+        "n": int(len(use)), "n_with_rate": int(np.isfinite(tps[use]).sum()),
+        "ttft_ms": first, "streaming_ms": rest,
+        "ttft_share": first / (first + rest) if first + rest > 0 else math.nan,
+        "requests_ahead": mean(ahead), "ahead_left_ms": mean(left), "streams_alongside": mean(along),
+        "ttft_mean_ms": float(np.mean(ttft[use])),
+    }
 
 
 def _failure_details(steps: list[Step], fail) -> None:

@@ -206,6 +206,10 @@ def test_compare_two_real_runs_shows_the_num_parallel_gain(tmp_path, sim_process
     at_4 = [next(s for s in d["steps"] if s["users"] == 4) for d in data]
     assert at_4[1]["tokens_per_s_total"] > 1.5 * at_4[0]["tokens_per_s_total"]
     assert at_4[1]["p50_ms"] < at_4[0]["p50_ms"]
+    # One slot: requests wait for each other; four slots with β = 0.3: they share the server (slower streams).
+    assert [d["conclusion"]["concurrency_mode"] for d in data] == ["serialised", "shared"]
+    assert "requests wait for each other (serialised) at 4 users" in result.out
+    assert "requests share the server (shared) at 4 users" in result.out
 
 
 def test_ctrl_c_on_plain_locust_headless(tmp_path, sim_process):

@@ -8,6 +8,7 @@ and answers 400 to any other value: the load tool's request ids are UUIDs for th
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import uuid
@@ -85,6 +86,11 @@ def test_step_openai_against_engine(llama_server, llama_model, tmp_path):
     assert "n/a: the OpenAI-compatible API reports no server durations" in report
     assert "**Degradation per step:**" in report
     assert "- 4 users: p95" in report
+    # The report recognises it: llama-cpp-python's server answers one request at a time.
+    assert "**Requests wait for each other:** the server answers one at a time. At 4 users" in report, report
+    conclusion = json.load(open(os.path.join(folder, "results.json"), encoding="utf-8"))["conclusion"]
+    assert conclusion["concurrency_mode"] == "serialised"
+    assert conclusion["concurrency"]["serialised"]["requests_ahead"] > 2.5  # 3 others, measured from the records
 
 
 def test_step_openai_through_gateway(llama_server, llama_model, nginx_gateway, tmp_path):  # noqa: F811

@@ -67,3 +67,39 @@ def make_run(tmp_path):
 def read_text(path) -> str:
     with open(path, encoding="utf-8") as fh:
         return fh.read()
+
+
+def closed_loop(stage: int, users: int, *, slots: int = 1, think_s: float = 0.0, ttft_s: float = 0.1,
+                stream_s: float = 0.9, beta: float = 0.0, tokens: int = 100, step_s: float = 100.0,
+                tail_s: float = 20.0, max_requests: int | None = None, seed: int = 0) -> list[dict]:
+    """Records of one step of ``users`` closed-loop users against a server with ``slots`` FIFO slots.
+
+    Each user sends, waits for the whole answer, thinks 1 ms + ``think_s`` × U(0.5, 1.5), sends again (starts
+    staggered over the first second). A request takes the earliest free slot in arrival order (FIFO); its
+    first token comes ``ttft_s`` after it got a slot, then it streams for ``stream_s`` × (1 + ``beta`` ×
+    the other busy slots): ``slots=1`` is a server that answers one at a time, many slots with ``beta`` > 0
+    one that batches. Sends stop ``tail_s`` before the step ends, so steps do not overlap.
+    """
+    import heapq
+    import random
+
+    rng = random.Random(seed * 1000 + stage)
+    begin_step = T0 + stage * step_s
+    pending = [(begin_step + rng.uniform(0, 1.0), u) for u in range(users)]
+    heapq.heapify(pending)
+    free = [begin_step] * slots
+    out: list[dict] = []
+    while pending and (max_requests is None or len(out) < max_requests):
+        send, user = heapq.heappop(pending)
+        if send >= begin_step + step_s - tail_s:
+            continue
+        slot = min(range(slots), key=lambda j: free[j])
+        begin = max(send, free[slot])
+        busy = sum(1 for j, f in enumerate(free) if j != slot and f > begin)
+        stream = stream_s * (1 + beta * busy)
+        first, end = begin + ttft_s, begin + ttft_s + stream
+        free[slot] = end
+        out.append(record(stage, users, round((end - send) * 1000, 3), ttft_ms=round((first - send) * 1000, 3),
+                          tokens=tokens, tps=round((tokens - 1) / stream, 3), start=send))
+        heapq.heappush(pending, (end + 0.001 + think_s * rng.uniform(0.5, 1.5), user))  # 1 ms in the client
+    return out

@@ -18,3 +18,17 @@ def test_every_metric_and_time_part_is_documented():
     for key, label, how in TIME_PARTS:
         assert f"| {label} | `{key}` | {how} |" in text, key
     assert f'method="{PERCENTILE_METHOD}"' in text
+
+
+def test_client_split_and_concurrency_thresholds_are_documented():
+    from reports import _concurrency
+    from reports._steps import CLIENT_SPLIT
+
+    with open(DOC, encoding="utf-8") as fh:
+        text = fh.read()
+    for key, label, how in CLIENT_SPLIT:
+        assert f"| {label} | `{key}` | {how} |" in text, key
+    for name in ("MIN_OK_REQUESTS", "BASELINE_MAX_AHEAD", "MIN_AHEAD", "WAIT_SHARE", "SPEED_KEPT",
+                 "ONE_AT_A_TIME"):
+        value = getattr(_concurrency, name)
+        assert f"`{name}` = {value}" in text or f"`{name}` ({value})" in text, name
