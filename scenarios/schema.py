@@ -26,7 +26,7 @@ FAILURE_OUTCOMES = (REJECTED, TIMEOUT, HTTP_ERROR, STREAM_ERROR, EMPTY, INVALID)
 # (column, type, description). Types: str, int, float, bool. Order is the CSV column order.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("request_id", "str", "unique id of the request (a UUID, also sent as the X-Request-ID header)"),
-    ("worker", "str", "the load process that sent it ('local' in a single-process run)"),
+    ("worker", "str", "the load process that sent it: <hostname>-<pid>"),
     ("user_class", "str", "Locust user class name, e.g. StudentUser"),
     ("api", "str", "ollama-chat | ollama-generate | openai | gateway"),
     ("model", "str", "model name sent in the request"),

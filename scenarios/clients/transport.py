@@ -63,14 +63,15 @@ class _Parser(HTTPResponse):
 class Response:
     """A response whose headers have arrived; the body is read piece by piece with :meth:`read`."""
 
-    __slots__ = ("status", "headers", "arrived", "_conn", "_sock", "_parser", "_eof", "_stamped")
+    __slots__ = ("status", "headers", "arrived", "_conn", "_sock", "_parser", "_eof", "_stamped", "_offset")
 
-    def __init__(self, conn: "Connection", sock, parser: _Parser, arrived: float):
+    def __init__(self, conn: "Connection", sock, parser: _Parser, arrived: float, offset: float):
         self._conn = conn
         self._sock = sock
         self._parser = parser
         self._eof = False
         self._stamped = conn._stamped
+        self._offset = offset  # kernel wall clock -> perf_counter
         #: perf_counter time at which the bytes returned by the last read() reached this machine:
         #: the kernel's receive timestamp (SO_TIMESTAMPNS) when available, else when read() got them.
         #: It starts as the arrival of the packet that completed the headers: a streaming server
@@ -101,7 +102,7 @@ class Response:
             if parser.message_complete or self._eof:
                 return b""
             try:
-                data, self.arrived = _recv(self._sock, self._stamped)
+                data, self.arrived = _recv(self._sock, self._stamped, self._offset)
             except OSError as exc:
                 self._conn.close()
                 raise TransportError(f"connection lost mid-reply ({_describe(exc)})", before_status=False) from None
@@ -253,8 +254,9 @@ class Connection:
         try:
             sock.sendall(raw)
             stamped = self._stamped
+            offset = time.time() - time.perf_counter()
             while not parser.headers_complete or parser.get_code() < 200:
-                data, arrived = _recv(sock, stamped)
+                data, arrived = _recv(sock, stamped, offset)
                 if not data:
                     if not got_bytes:
                         raise _StaleConnection()
@@ -276,18 +278,19 @@ class Connection:
             _close(sock)
             raise
         self._sock = sock  # so that close() reaches it while the response is being read
-        return Response(self, sock, parser, arrived)
+        return Response(self, sock, parser, arrived, offset)
 
 
 class _StaleConnection(Exception):
     pass
 
 
-def _recv(sock, stamped: bool) -> tuple[bytes, float]:
+def _recv(sock, stamped: bool, offset: float) -> tuple[bytes, float]:
     """One recv: the bytes and the perf_counter time they reached this machine.
 
     With ``stamped`` (SO_TIMESTAMPNS on the socket) that is the kernel's receive timestamp of the
-    packet, so a load generator that is busy elsewhere does not make the server look slow.
+    packet (wall clock; ``offset`` = time.time() - time.perf_counter()), so a load generator that is
+    busy elsewhere does not make the server look slow.
     """
     if not stamped:
         data = sock.recv(RECV_SIZE)
@@ -297,7 +300,7 @@ def _recv(sock, stamped: bool) -> tuple[bytes, float]:
     for level, kind, value in ancillary:
         if level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
             seconds, nanos = _TIMESPEC.unpack_from(value)
-            stamp = seconds + nanos * 1e-9 - (time.time() - now)  # kernel wall clock -> perf_counter
+            stamp = seconds + nanos * 1e-9 - offset
             if now - 60.0 < stamp <= now:  # 0 = no stamp on that packet
                 return data, stamp
     return data, now
