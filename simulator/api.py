@@ -261,7 +261,7 @@ class App:
             "model_info": {"general.architecture": arch,
                            "general.parameter_count": info.parameter_count if info else 3212749888,
                            f"{arch}.context_length": ctx,
-                           f"{arch}.embedding_length": int(info.metadata.get(f"{arch}.embedding_length", 0))
+                           f"{arch}.embedding_length": _int(info.metadata.get(f"{arch}.embedding_length"))
                            if info else 3072},
             "capabilities": ["completion"],
             "modified_at": MODIFIED_AT,
@@ -524,6 +524,13 @@ class App:
                 "generating": sum(len(r.busy) + len(r.new) for r in runners),
                 "waiting_for_slot": sum(len(r.waiting) for r in runners),
                 "scheduler_queue": len(self.sched.queue)}
+
+
+def _int(value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
 
 
 def _no_emit(job: Job, index: int, created: bytes) -> None:
