@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     except ConfigError as e:
         return _fail(str(e))
+    if cfg.engine == "llama-cpp":  # llama-cpp-python installed, and llama.cpp can load the file?
+        from simulator.llama_runner import probe_model
+        try:
+            probe_model(cfg.model_file)
+        except ConfigError as e:
+            return _fail(str(e))
     if cfg.truth_log:
         try:
             open(cfg.truth_log, "a").close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
@@ -24,7 +25,8 @@ class Setting:
     default: Any
     type: type
     help: str
-    check: str = ""  # "port", "rate", "pos", "nonneg", "int>=1", "int>=0", "duration", "profile", "models"
+    check: str = ""  # "port", "rate", "pos", "nonneg", "int>=1", "int>=0", "duration", "profile", "models",
+    # "engine"; cross-setting checks (the engine and its model file) are in SimConfig.validate()
     metavar: str | None = None
 
 
@@ -36,8 +38,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_queue", 512, int, "scheduler queue capacity (OLLAMA_MAX_QUEUE); full -> 503", "int>=0"),
     Setting("keep_alive", "5m", str, "default keep-alive: seconds or a Go duration ('5m'); negative = forever",
             "duration"),
-    Setting("models", "llama3.2:latest", str, "comma-separated model names served (':latest' optional)", "models"),
-    Setting("seed", 0, int, "seed of replies, reply lengths and faults"),
+    Setting("models", None, str, "comma-separated model names served (':latest' optional); default llama3.2:latest, "
+            "with --engine llama-cpp the model file's name without .gguf", "models"),
+    Setting("seed", 0, int, "seed of replies, reply lengths and faults (with --engine llama-cpp: the sampling "
+            "seed of requests that set none)"),
     Setting("prefill_tps", None, float, "override the profile's prompt evaluation rate (tokens/s)", "pos"),
     Setting("decode_tps", None, float, "override the profile's single-stream decode rate (tokens/s)", "pos"),
     Setting("load_time", None, float, "override the profile's model load time (seconds)", "nonneg"),
@@ -53,7 +57,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("garbage_rate", 0.0, float, "share of streams that get a malformed line mid-stream", "rate"),
     Setting("error_line_rate", 0.0, float, "share of streams that end with Ollama's {\"error\":...} line", "rate"),
     Setting("version_string", "0.33.0", str, "version reported by /api/version"),
+    Setting("engine", "sim", str, "what makes the tokens: sim (the profile's timing model) or llama-cpp (real "
+            "inference with llama.cpp on --model-file; it runs one request at a time, so NUM_PARALLEL slots "
+            "wait for the one engine)", "engine"),
+    Setting("model_file", None, str, "GGUF model file for --engine llama-cpp", metavar="PATH"),
 )
+
+ENGINES = ("sim", "llama-cpp")
+DEFAULT_MODEL = "llama3.2:latest"
+# Timing-model overrides that mean nothing when a real engine makes the tokens.
+_TIMING_OVERRIDES = ("prefill_tps", "decode_tps", "load_time", "beta")
 
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -105,6 +118,19 @@ class _SimConfigMethods:
             _check(s, getattr(self, s.name))
         if self.stall_rate and not self.stall:
             raise ConfigError("--stall-rate needs --stall SECONDS (how long to pause)")
+        if self.engine == "llama-cpp":
+            if not self.model_file:
+                raise ConfigError("--engine llama-cpp needs --model-file PATH (a GGUF model file)")
+            for name in _TIMING_OVERRIDES:
+                if getattr(self, name) is not None:
+                    raise ConfigError(f"{flag(name)} has no effect with --engine llama-cpp: the engine's own "
+                                      "speed is what is measured")
+            if self.models is not None and len(self.model_names()) != 1:
+                raise ConfigError("--engine llama-cpp serves its one model file under one name; "
+                                  f"--models got {len(self.model_names())}")
+            _check_model_file(self.model_file)  # that llama.cpp can load it is checked at start-up
+        elif self.model_file:
+            raise ConfigError("--model-file needs --engine llama-cpp (the simulator's own engine uses no model file)")
         return self
 
     # Derived values -----------------------------------------------------------------------------
@@ -113,6 +139,10 @@ class _SimConfigMethods:
                               beta=self.beta, load_time=self.load_time)
 
     def model_names(self) -> list[str]:
+        if self.models is None:
+            if self.engine == "llama-cpp" and self.model_file:
+                return [normalize_model(model_file_name(self.model_file))]
+            return [DEFAULT_MODEL]
         return [normalize_model(m) for m in self.models.split(",") if m.strip()]
 
     def keep_alive_seconds(self) -> float:
@@ -136,6 +166,12 @@ SimConfig.__module__ = __name__
 def normalize_model(name: str) -> str:
     name = name.strip()
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+def model_file_name(path: str) -> str:
+    """The name a model file is served under by default: its file name without ``.gguf``."""
+    base = os.path.basename(path)
+    return base[:-5] if base.lower().endswith(".gguf") and len(base) > 5 else base
 
 
 def flag(name: str) -> str:
@@ -163,11 +199,29 @@ def _check(s: Setting, value: Any) -> None:
         raise ConfigError(f"{f}: unknown profile '{value}'; available: {', '.join(PROFILES)}")
     if c == "models" and not [m for m in str(value).split(",") if m.strip()]:
         raise ConfigError(f"{f} needs at least one model name")
+    if c == "engine" and value not in ENGINES:
+        raise ConfigError(f"{f}: unknown engine '{value}'; available: {', '.join(ENGINES)}")
     if c == "duration":
         try:
             parse_keep_alive(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{f} must be seconds or a duration like 5m, 30s, -1, got '{value}'") from None
+
+
+def _check_model_file(path: str) -> None:
+    """The file exists and starts like a GGUF file; whether llama.cpp can load it is checked at start-up."""
+    f = "--model-file"
+    if not os.path.exists(path):
+        raise ConfigError(f"{f} {path}: no such file")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{f} {path}: not a file")
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as e:
+        raise ConfigError(f"{f} {path}: cannot read it ({e.strerror})") from None
+    if magic != b"GGUF":
+        raise ConfigError(f"{f} {path}: not a GGUF model file (it does not start with 'GGUF')")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -191,7 +245,11 @@ def _number(kind: type, name: str):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ollama-locust sim", description="An Ollama-compatible server that behaves like Ollama "
-                "under load (slots, queue, shared decode, load time, keep-alive), for tests and dry runs.")
+                "under load (slots, queue, shared decode, load time, keep-alive), for tests and dry runs. "
+                "With --engine llama-cpp --model-file M the tokens come from real inference (llama.cpp via "
+                "llama-cpp-python, served as M's file name): the load, prompt evaluation and generation are the "
+                "engine's and measured; llama-cpp-python runs one sequence at a time, so requests are serialised "
+                "on the engine whatever --num-parallel says (slots wait for it; nothing is batched).")
     for s in SETTINGS:
         default_txt = "" if s.default in (None, False) else f" (default: {s.default})"
         if s.type is bool:

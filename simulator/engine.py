@@ -39,6 +39,10 @@ class Busy(Exception):
     message = "server busy, please try again.  maximum pending requests exceeded"
 
 
+class LoadFailed(Exception):
+    """The model could not be loaded (a real engine's load failed): HTTP 500 with this message."""
+
+
 class Disconnected(Exception):
     """The client went away while its request was generating."""
 
@@ -162,6 +166,15 @@ class Runner:
         self.new: list[Job] = []  # admitted, prefill at the next step
         self.waiting: deque[tuple[Job, asyncio.Future]] = deque()
         self._loop_task: asyncio.Task | None = None
+
+    # -- load and unload (a real engine's runner overrides these) ------------------------------
+    async def load(self) -> None:
+        """Load the model: the profile's load time."""
+        if self.profile.load_time > 0:
+            await asyncio.sleep(self.profile.load_time)
+
+    def close(self) -> None:
+        """The scheduler dropped this runner (keep-alive expiry, reload, unload): free what it holds."""
 
     # -- references and keep-alive -------------------------------------------------------------
     def acquire(self, keep_alive: float | None) -> None:
@@ -355,8 +368,10 @@ class Scheduler:
     """Loads models through Ollama's one-at-a-time scheduler queue and hands out runners."""
 
     def __init__(self, *, profile: Profile, models: list[str], num_parallel: int, max_queue: int,
-                 default_keep_alive: float, strict_queue: bool = False):
+                 default_keep_alive: float, strict_queue: bool = False,
+                 runner_factory: Callable[["Scheduler", str, int], Runner] | None = None):
         self.profile = profile
+        self.runner_factory = runner_factory or Runner  # (scheduler, model, num_ctx) -> a Runner
         self.models = models
         self.num_parallel = num_parallel
         self.max_queue = max_queue
@@ -404,7 +419,12 @@ class Scheduler:
                     continue
                 r = self.warm_runner(model, num_ctx)
                 if r is None:
-                    r = await self._load(model, num_ctx)
+                    try:
+                        r = await self._load(model, num_ctx)
+                    except Exception as e:  # a real engine's load failed: this request gets a 500
+                        if not fut.done():
+                            fut.set_exception(e if isinstance(e, LoadFailed) else LoadFailed(str(e)))
+                        continue
                 if fut.done():  # client left during the load
                     continue
                 r.acquire(keep_alive)
@@ -418,10 +438,14 @@ class Scheduler:
             old.reload_pending = True
             await old.idle.wait()
             self.unload(old)
-        r = Runner(self, model, num_ctx)
+        r = self.runner_factory(self, model, num_ctx)
         self.runners[model] = r
-        if self.profile.load_time > 0:
-            await asyncio.sleep(self.profile.load_time)
+        try:
+            await r.load()
+        except BaseException:
+            if self.runners.get(model) is r:
+                del self.runners[model]
+            raise
         r.loaded = True
         r.loaded_at = time.time()
         return r
@@ -434,6 +458,7 @@ class Scheduler:
             return
         if self.runners.get(r.model) is r:
             del self.runners[r.model]
+            r.close()
 
     def loaded(self) -> list[Runner]:
         return [r for r in self.runners.values() if r.loaded]
