@@ -181,7 +181,11 @@ def _resolve_defaults(args) -> None:
     if args.step_time is None:
         args.step_time = "15s" if args.sim else "60s"
     if not args.label:
-        args.label = f"sim-{args.sim}" if args.sim else "step"
+        cfg = _sim_config(args) if args.sim else None
+        if cfg is not None and cfg.engine != "sim":
+            args.label = f"sim-{cfg.engine}-{cfg.model_names()[0].split(':')[0]}"
+        else:
+            args.label = f"sim-{args.sim}" if args.sim else "step"
 
 
 def _validate(args) -> None:
@@ -203,14 +207,35 @@ def _passthrough_value(passthrough: list[str], flag: str) -> str | None:
     return None
 
 
+def _sim_argv(args) -> list[str]:
+    import shlex
+
+    return ["--profile", args.sim, *shlex.split(args.sim_args)]
+
+
+def _sim_config(args):
+    """The embedded simulator's settings (``--sim`` and ``--sim-args``); StepError when they are bad."""
+    import io
+
+    from simulator.config import ConfigError, config_from_args
+
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            return config_from_args(_sim_argv(args))
+    except ConfigError as error:
+        raise StepError(f"--sim-args: {error}") from None
+    except SystemExit:  # argparse's one line, e.g. "ollama-locust sim: unrecognized arguments: --x"
+        why = said.getvalue().strip().splitlines()[-1:] or ["not simulator options"]
+        raise StepError(f"--sim-args {args.sim_args!r}: {why[0].removeprefix('ollama-locust sim: ')}") from None
+
+
 def _simulator(args):
     if not args.sim:
         return contextlib.nullcontext(None)
-    import shlex
-
     from simulator import start_process
 
-    return start_process(["--profile", args.sim, *shlex.split(args.sim_args)])
+    return start_process(_sim_argv(args))
 
 
 def run(args, passthrough: list[str]) -> int:
@@ -219,8 +244,8 @@ def run(args, passthrough: list[str]) -> int:
     with _simulator(args) as sim:
         host = sim.url if sim is not None else (args.host or "http://127.0.0.1:11434")
         key = preflight.api_key(_passthrough_value(passthrough, "--api-key-env") or "OLLAMA_LOCUST_API_KEY")
-        if args.model is None:
-            args.model = "llama3.2"
+        if args.model is None:  # the simulator's own model (with --engine llama-cpp: the model file's name)
+            args.model = _sim_config(args).model_names()[0].split(":")[0] if sim is not None else "llama3.2"
         target = preflight.check_target(host, args.model, args.api, key=key)
         if sim is not None and args.model not in target.models:
             args.model = next((m for m in target.models if m.split(":")[0] == args.model.split(":")[0]), args.model)
@@ -253,12 +278,11 @@ def _annotate_run(run_dir: str, args, sim) -> None:
     info["workers"] = args.workers if not args.master else args.expect_workers
     if sim is not None:
         import dataclasses
-        import shlex
 
-        from simulator.config import config_from_args
-
-        settings = dataclasses.asdict(config_from_args(["--profile", args.sim, *shlex.split(args.sim_args)]))
+        settings = dataclasses.asdict(_sim_config(args))
         settings.pop("truth_log", None)
+        if settings.get("engine") not in (None, "sim"):
+            settings.pop("profile", None)  # ignored: a real engine makes the tokens
         info["simulator"] = {**settings, "args": args.sim_args, "url": sim.url}
     run_folder.write_json(path, info)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from scenarios import schema
 
 from ._analysis import Analysis
@@ -113,7 +115,14 @@ def conclude(a: Analysis) -> dict:
                  "concurrency_mode": None, "concurrency": None}
 
     sim = run.get("simulator")
-    if sim:
+    engine = sim.get("engine") if isinstance(sim, dict) else None
+    if sim and engine not in (None, "sim"):
+        model = os.path.basename(str(sim.get("model_file") or "")) or "a model file"
+        detail = ", ".join(f"{k} {v}" for k, v in sim.items() if k in ("num_parallel", "max_queue"))
+        text.append(f"**The target was the embedded simulator with a real {engine} engine** ({model}"
+                    f"{', ' + detail if detail else ''}): the tokens and their timing are real inference on "
+                    "this machine, the API and the queueing in front of it are the simulator's model of Ollama.")
+    elif sim:
         detail = ", ".join(f"{k} {v}" for k, v in sim.items() if k in ("profile", "num_parallel", "max_queue")) \
             if isinstance(sim, dict) else ""
         text.append(f"**The target was the embedded simulator**{f' ({detail})' if detail else ''}: these numbers "

@@ -257,15 +257,21 @@ def test_faults_error_line_and_stall(tiny_model, tmp_path):
         assert final["eval_duration"] >= 0.45e9
 
 
-def test_step_against_engine_sim(url, tmp_path):
+def test_step_against_engine_sim(tiny_model, tmp_path):
+    """`step --sim` starts the engine-backed simulator itself; the model defaults to the file's name."""
     out = tmp_path / "runs"
-    result = run(ollama_locust("step", "--host", url, "--model", MODEL, "--api", "ollama-chat", "--users", "1,2",
+    result = run(ollama_locust("step", "--sim", "--sim-args", f"--engine llama-cpp --model-file {tiny_model}",
+                               "--api", "ollama-chat", "--users", "1,2",
                                "--step-time", "4s", "--think-time", "0", "--num-predict", "32",
                                "--drain-timeout", "10", "--out", str(out)),
                  tmp_path, timeout=90, name="step-engine-sim")
     assert result.code == 0, result.text[-3000:]
     assert_no_traceback(result)
     folder = only_run_dir(out)
+    assert os.path.basename(folder).endswith(f"-sim-llama-cpp-{MODEL.split(':')[0]}"), folder
+    run_info = json.load(open(os.path.join(folder, "run.json"), encoding="utf-8"))
+    assert run_info["model"].split(":")[0] == MODEL.split(":")[0]
+    assert run_info["simulator"]["engine"] == "llama-cpp" and "profile" not in run_info["simulator"]
     records = read_csv(os.path.join(folder, "requests.csv"))
     ok = [r for r in records if r["outcome"] == "ok"]
     assert ok and len(ok) >= 0.95 * len([r for r in records if r["outcome"] != "cut_short"])
@@ -278,6 +284,7 @@ def test_step_against_engine_sim(url, tmp_path):
     report = open(os.path.join(folder, "results.md"), encoding="utf-8").read()
     assert "| Concurrent users |" in report and "## Where the time goes" in report
     assert "reports no server durations" not in report
+    assert "with a real llama-cpp engine** (" in report and "not a real server" not in report
 
 
 def _sim(tmp_path, *args: str, env: dict | None = None):
