@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one test command (README "Tests"; .ci/run calls it): installs what pip cannot, then runs pytest.
+# The one test command (README "Tests"; .ci/run calls it): installs what pip cannot, builds llama.cpp's
+# C++ server once, then runs pytest.
 #   bash scripts/test.sh            # whole suite
 #   bash scripts/test.sh -k sim     # extra arguments go to pytest
 set -euo pipefail
@@ -18,5 +19,17 @@ fi
 # reuses the wheel). GGML_NATIVE=OFF gives a portable build of the same speed.
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
 python -m pip install -q --disable-pip-version-check -e ".[test,engine]"
+
+# llama.cpp's C++ server (llama-server --parallel 2: real batching, tests/engine/test_llama_server_batching.py),
+# compiled from the same llama-cpp-python sdist the first time (~5.5 min on 2 cores), then taken from
+# ${XDG_CACHE_HOME:-~/.cache}/ollama-locust/. A set OLLAMA_LOCUST_LLAMA_SERVER names a binary to use instead.
+# A failed build stops here: the tests never run without it.
+if [ -z "${OLLAMA_LOCUST_LLAMA_SERVER:-}" ]; then
+  OLLAMA_LOCUST_LLAMA_SERVER="$(bash scripts/build_llama_server.sh)" || {
+    echo "test.sh: building llama-server failed (see the messages above)" >&2
+    exit 1
+  }
+fi
+export OLLAMA_LOCUST_LLAMA_SERVER
 
 exec python -m pytest "$@"
