@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
+import gc
 import itertools
 import math
 import time
@@ -132,6 +134,26 @@ class SendStats:
         return {"tokens_sent": self.lateness.count, "lateness_ms": self.lateness.ms(),
                 "jitter_ms": self.jitter.ms(), "decode_steps": self.steps.count,
                 "step_start_lateness_ms": self.steps.ms()}
+
+
+_gc_holds = [0, False]  # decode steps writing right now; whether automatic GC was on before the first
+
+
+@contextlib.contextmanager
+def gc_deferred():
+    """No automatic garbage collection while a decode step writes its tokens (a generation-1 pass
+    takes ~3–4 ms with a thousand streams, which would land mid-step as jitter); the collection that
+    was due runs right after, between steps, where nothing is due. Nests across runners."""
+    if _gc_holds[0] == 0:
+        _gc_holds[1] = gc.isenabled()
+        gc.disable()
+    _gc_holds[0] += 1
+    try:
+        yield
+    finally:
+        _gc_holds[0] -= 1
+        if _gc_holds[0] == 0 and _gc_holds[1]:
+            gc.enable()
 
 
 _created_cache: list = [None, b""]
@@ -312,44 +334,46 @@ class Runner:
             created = created_at(planned + wall_offset)
             finished = None
             sent_before = stats.count
-            slice_end = _now() + SLICE
-            for job in tuple(active):  # a copy: the list may change while the loop is served between slices
-                if job.done:
-                    continue
-                i = job.sent
-                if i == job.stall_at:
-                    if job.stall_until == 0.0:
-                        job.stall_until = planned + job.stall_s
-                    if planned < job.stall_until:
-                        continue
-                if i == job.fault_at:
-                    job.fault_fn(job)
-                    job.fault_at = -1
+            # instant profile (no plan to keep): whole steps, as fast as the machine goes
+            slice_end = _now() + SLICE if duration > 0 else math.inf
+            with gc_deferred():
+                for job in tuple(active):  # a copy: the list may change between slices
                     if job.done:
                         continue
-                job.emit(job, i, created)
-                now = _now()
-                lat = now - planned
-                if lat > stats.max:
-                    stats.max = lat
-                b = int(lat / bucket) if lat > 0 else 0
-                hist[b if b < nb else nb] += 1
-                stats.count += 1
-                job.sent = i + 1
-                if i == 0:
-                    job.first_token = now
-                else:  # jitter: this token's lateness minus the previous one's (its gap vs the model's)
-                    jit.record(abs(lat - job.lateness))
-                job.lateness = lat
-                job.last_token = now
-                if job.sent >= job.n_out:
-                    job.done = True
-                    (finished := finished or []).append(job)
-                if now > slice_end:
-                    # A long step (hundreds of streams) is written in slices of SLICE seconds with the
-                    # event loop served in between, so requests that arrive meanwhile are read at once.
-                    await asyncio.sleep(0)
-                    slice_end = _now() + SLICE
+                    i = job.sent
+                    if i == job.stall_at:
+                        if job.stall_until == 0.0:
+                            job.stall_until = planned + job.stall_s
+                        if planned < job.stall_until:
+                            continue
+                    if i == job.fault_at:
+                        job.fault_fn(job)
+                        job.fault_at = -1
+                        if job.done:
+                            continue
+                    job.emit(job, i, created)
+                    now = _now()
+                    lat = now - planned
+                    if lat > stats.max:
+                        stats.max = lat
+                    b = int(lat / bucket) if lat > 0 else 0
+                    hist[b if b < nb else nb] += 1
+                    stats.count += 1
+                    job.sent = i + 1
+                    if i == 0:
+                        job.first_token = now
+                    else:  # jitter: this token's lateness minus the previous one's (its gap vs the model's)
+                        jit.record(abs(lat - job.lateness))
+                    job.lateness = lat
+                    job.last_token = now
+                    if job.sent >= job.n_out:
+                        job.done = True
+                        (finished := finished or []).append(job)
+                    if now > slice_end:
+                        # A long step (hundreds of streams) is written in slices of SLICE seconds with the
+                        # event loop served in between, so requests that arrive meanwhile are read at once.
+                        await asyncio.sleep(0)
+                        slice_end = _now() + SLICE
             if finished:
                 for job in finished:
                     active.remove(job)
