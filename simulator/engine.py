@@ -320,6 +320,8 @@ class Runner:
                 # so arrivals are read on time) and spin only the last SPIN_TIGHT seconds.
                 if delay > SPIN:
                     await asyncio.sleep(delay - SPIN)
+                else:
+                    await asyncio.sleep(0)  # at least one turn of the loop per step, however short
                 while planned - _now() > SPIN_TIGHT:
                     await asyncio.sleep(0)
                 while _now() < planned:
