@@ -10,12 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
-from llama_engine import MODEL_ALIAS, LlamaServer, _tail
+from llama_engine import MODEL_ALIAS, LlamaServer, run_server
 
 VERSION = "0.3.36"  # llama-cpp-python's sdist the binary is built from (= the engine extra's version)
 ENV_VAR = "OLLAMA_LOCUST_LLAMA_SERVER"
@@ -68,46 +66,12 @@ def start_cpp_server(model: Path, log_path: Path, *extra: str, binary: Path | No
 
     Raises ``RuntimeError`` with the log's tail when it exits early or is not ready within ``timeout_s``.
     """
-    import httpx
-
     if binary is None:
         binary, why = find_binary()
         if binary is None:
             raise RuntimeError(why)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(server_command(binary, model, *extra, parallel=parallel, threads=threads),
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + timeout_s
-        url = model_id = None
-        last_error = "no 'listening on' line yet"
-        while model_id is None:
-            if process.poll() is not None:
-                raise RuntimeError(f"llama-server exited with code {process.returncode} before answering; "
-                                   f"log {log_path}:\n{_tail(log_path)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llama-server was not ready within {timeout_s:.0f} s ({last_error}); "
-                                   f"log {log_path}:\n{_tail(log_path)}")
-            if url is None:
-                found = _LISTENING.search(log_path.read_text(errors="replace"))
-                url = found.group(1) if found else None
-            if url is not None:
-                try:
-                    # 503 {"error": {"message": "Loading model"}} until the model is loaded
-                    httpx.get(url + "/health", timeout=2.0, trust_env=False).raise_for_status()
-                    response = httpx.get(url + "/v1/models", timeout=2.0, trust_env=False)
-                    response.raise_for_status()
-                    model_id = response.json()["data"][0]["id"]
-                except (httpx.HTTPError, ValueError, LookupError) as exc:
-                    last_error = f"{type(exc).__name__}: {exc}"
-            if model_id is None:
-                time.sleep(0.05)
-        yield LlamaServer(url=url, model=model_id, log_path=log_path, process=process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    # /health answers 503 {"error": {"message": "Loading model"}} until the model is loaded
+    with run_server(server_command(binary, model, *extra, parallel=parallel, threads=threads), log_path,
+                    name="llama-server", listening=_LISTENING, ready_paths=("/health",),
+                    timeout_s=timeout_s) as server:
+        yield server

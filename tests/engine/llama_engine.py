@@ -80,35 +80,50 @@ def start_llama_server(model: Path, log_path: Path, *extra: str,
     Its output goes straight to ``log_path`` (no pipe to drain). Raises ``RuntimeError`` with the
     log's tail when the server exits early or does not answer within ``timeout_s``.
     """
+    with run_server(server_command(model, *extra), log_path, name="llama_cpp.server", listening=_LISTENING,
+                    timeout_s=timeout_s) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def run_server(command: list[str], log_path: Path, *, name: str, listening: re.Pattern,
+               ready_paths: tuple[str, ...] = (), timeout_s: float = START_TIMEOUT_S) -> Iterator[LlamaServer]:
+    """Start an OpenAI-compatible server process, yield it once it answers, terminate it.
+
+    Its output goes straight to ``log_path`` (no pipe to drain); ``listening`` finds its URL there.
+    It is ready when every path of ``ready_paths`` answers 2xx and ``/v1/models`` names a model.
+    Raises ``RuntimeError`` with the log's tail when it exits early or is not ready within ``timeout_s``.
+    """
     import httpx
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(server_command(model, *extra), stdout=log,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + timeout_s
         url = model_id = None
-        last_error = "no 'Uvicorn running on' line yet"
+        last_error = f"no {listening.pattern!r} line yet"
         while model_id is None:
             if process.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with code {process.returncode} "
+                raise RuntimeError(f"{name} exited with code {process.returncode} "
                                    f"before answering; log {log_path}:\n{_tail(log_path)}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"llama_cpp.server did not answer /v1/models within {timeout_s:.0f} s "
+                raise RuntimeError(f"{name} was not ready within {timeout_s:.0f} s "
                                    f"({last_error}); log {log_path}:\n{_tail(log_path)}")
             if url is None:
-                found = _LISTENING.search(log_path.read_text(errors="replace"))
+                found = listening.search(log_path.read_text(errors="replace"))
                 url = found.group(1) if found else None
             if url is not None:
                 try:
+                    for path in ready_paths:
+                        httpx.get(url + path, timeout=2.0, trust_env=False).raise_for_status()
                     response = httpx.get(url + "/v1/models", timeout=2.0, trust_env=False)
                     response.raise_for_status()
                     model_id = response.json()["data"][0]["id"]
                 except (httpx.HTTPError, ValueError, LookupError) as exc:
                     last_error = f"{type(exc).__name__}: {exc}"
             if model_id is None:
-                time.sleep(0.1)
+                time.sleep(0.05)
         yield LlamaServer(url=url, model=model_id, log_path=log_path, process=process)
     finally:
         process.terminate()
