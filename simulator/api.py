@@ -22,8 +22,8 @@ import orjson
 from simulator.config import SimConfig, normalize_model, parse_keep_alive
 from simulator.engine import DEFAULT_NUM_CTX, Busy, Job, LoadFailed, Scheduler
 from simulator.http import LAST_CHUNK, Conn, Request, chunk
-from simulator.text import (CHAT_TEMPLATE_TOKENS, GENERATE_TEMPLATE_TOKENS, count_prompt_tokens, reply_length,
-                            reply_tokens)
+from simulator.text import (CHAT_TEMPLATE_TOKENS, GENERATE_TEMPLATE_TOKENS, content_text, count_prompt_tokens,
+                            reply_length, reply_tokens)
 
 JSON = b"application/json; charset=utf-8"
 NDJSON = b"application/x-ndjson"
@@ -355,7 +355,7 @@ class App:
             msgs = body.get("messages") or []
             if not isinstance(msgs, list):
                 raise ApiError(400, "json: cannot unmarshal messages into Go struct field .messages of type []api.Message")
-            texts = [_content_text(m.get("content")) if isinstance(m, dict) else "" for m in msgs]
+            texts = [content_text(m.get("content")) if isinstance(m, dict) else "" for m in msgs]
             key = "\n".join(texts)
             prompt_tokens = sum(count_prompt_tokens(t) + CHAT_TEMPLATE_TOKENS for t in texts)
             prompt = texts[-1] if texts else ""
@@ -367,9 +367,11 @@ class App:
                     key=key, prompt=prompt, prompt_tokens=prompt_tokens, empty=empty, include_usage=include_usage)
 
     async def _generation(self, req: Request, conn: Conn, kind: str) -> None:
-        wall = time.time() - time.monotonic()  # monotonic -> unix time
-        arrival = req.arrived or time.monotonic()
-        arrival_wall = wall + arrival
+        # Ollama's durations count from the start of its handler (checkpointStart); the truth log's
+        # arrival is when the request's bytes were read, before this handler task first ran.
+        arrival = time.monotonic()
+        wall = time.time() - arrival  # monotonic -> unix time
+        arrival_wall = wall + (req.arrived or arrival)
         self.next_id += 1
         rid = self.next_id
         openai = kind.startswith("oai")
@@ -536,14 +538,6 @@ def _int(value: object) -> int:
 
 def _no_emit(job: Job, index: int, created: bytes) -> None:
     return None
-
-
-def _content_text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
 
 
 def _go_kind(value: object) -> str:
