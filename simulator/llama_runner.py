@@ -43,6 +43,7 @@ from typing import Any, Callable
 
 from simulator.config import ConfigError, SimConfig
 from simulator.engine import Job, LoadFailed, Runner, Scheduler, created_at
+from simulator.text import content_text
 
 INSTALL_HINT = "install it with: pip install -e .[engine]"
 _now = time.monotonic  # the same clock as engine.py's job times
@@ -231,21 +232,13 @@ def engine_request(body: dict, kind: str, p: dict) -> EngineRequest:
         messages = []
         for m in body.get("messages") or []:
             if isinstance(m, dict):
-                messages.append({"role": str(m.get("role") or "user"), "content": _content_text(m.get("content"))})
+                messages.append({"role": str(m.get("role") or "user"), "content": content_text(m.get("content"))})
     prompt = body.get("prompt") or ""
     if isinstance(prompt, list):
         prompt = " ".join(str(x) for x in prompt)
     return EngineRequest(messages=messages, prompt=str(prompt), system=str(body.get("system") or ""),
                          raw=bool(body.get("raw")) and not openai, num_predict=p["num_predict"], seed=p["seed"],
                          stop=_stops(stop), fmt=p["fmt"], sampling=sampling)
-
-
-def _content_text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts
-        return " ".join(str(x.get("text", "")) for x in content if isinstance(x, dict))
-    return ""
 
 
 def held_suffix(text: str, stops: list[str]) -> int:

@@ -122,3 +122,12 @@ def _schema_value(schema: object, rng: random.Random):
     if t == "object":
         return {k: _schema_value(v, rng) for k, v in (schema.get("properties") or {}).items()}
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 5)))
+
+
+def content_text(content: object) -> str:
+    """A chat message's text: a string, or the text parts of OpenAI's content list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
