@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOCUSTFILE = os.path.join(REPO, "locustfile.py")
+# A paced simulator: short replies at a modest rate, so every step completes many requests.
+SIM_ARGS = ["--profile", "instant", "--decode-tps", "200", "--prefill-tps", "5000", "--num-parallel", "4"]
+# Load options for short e2e steps: no think time, short replies, a bounded drain.
+LOAD = ["--think-time", "0", "--num-predict", "20", "--drain-timeout", "5"]
 
 
 @dataclass

@@ -21,7 +21,9 @@ import pytest
 
 from simulator import start_process
 from tests.e2e.helpers import (
+    LOAD,
     REPO,
+    SIM_ARGS,
     assert_no_traceback,
     free_port,
     ollama_locust,
@@ -30,14 +32,19 @@ from tests.e2e.helpers import (
     run,
 )
 
-SIM_ARGS = ["--profile", "instant", "--decode-tps", "200", "--prefill-tps", "5000", "--num-parallel", "4"]
-LOAD = ["--think-time", "0", "--num-predict", "20", "--drain-timeout", "5"]
 FAILED = ("rejected", "timeout", "http_error", "stream_error", "empty", "invalid")
 
 
-def start_step(args: list[str], tmp_path, name="step") -> subprocess.Popen:
-    return subprocess.Popen(ollama_locust("step", *args), cwd=tmp_path,
+@contextlib.contextmanager
+def running_step(args: list[str], tmp_path, name="step"):
+    """``ollama-locust step ARGS`` in the background; its process tree is killed on the way out if still alive."""
+    proc = subprocess.Popen(ollama_locust("step", *args), cwd=tmp_path,
                             stdout=open(tmp_path / f"{name}.out", "w"), stderr=open(tmp_path / f"{name}.err", "w"))
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc)
 
 
 def wait_for_records(parent, predicate, timeout: float = 30.0) -> list[dict]:
@@ -66,13 +73,12 @@ def kill_tree(proc: subprocess.Popen) -> None:
     proc.wait(10)
 
 
-def finish(proc: subprocess.Popen, tmp_path, timeout: float = 90, name="step"):
-    try:
-        code = proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        kill_tree(proc)
-        raise
-    return code, (tmp_path / f"{name}.out").read_text(), (tmp_path / f"{name}.err").read_text()
+def finish_cleanly(proc: subprocess.Popen, tmp_path, timeout: float = 90, name="step") -> None:
+    """Wait for the step command: it must exit 0 without a traceback."""
+    code = proc.wait(timeout)
+    out, err = (tmp_path / f"{name}.out").read_text(), (tmp_path / f"{name}.err").read_text()
+    assert "Traceback" not in out + err
+    assert code == 0, (out + err)[-3000:]
 
 
 # 1. The target dies mid-run and comes back -------------------------------------------------------
@@ -84,8 +90,8 @@ def test_target_killed_and_restarted_mid_run(tmp_path):
         sim = stack.enter_context(start_process(sim_args))
         assert sim.url.endswith(f":{port}")
         runs = tmp_path / "runs"
-        proc = start_step(["--host", sim.url, "--users", "2,2", "--step-time", "5s", "--out", str(runs), *LOAD], tmp_path)
-        try:
+        args = ["--host", sim.url, "--users", "2,2", "--step-time", "5s", "--out", str(runs), *LOAD]
+        with running_step(args, tmp_path) as proc:
             wait_for_records(runs, lambda rs: sum(r["outcome"] == "ok" for r in rs) >= 3)
             time.sleep(0.5)
             os.kill(sim.pid, signal.SIGKILL)
@@ -94,12 +100,7 @@ def test_target_killed_and_restarted_mid_run(tmp_path):
             time.sleep(2)
             restarted_at = time.time()
             stack.enter_context(start_process(sim_args))
-            code, out, err = finish(proc, tmp_path)
-        finally:
-            if proc.poll() is None:
-                kill_tree(proc)
-    assert "Traceback" not in out + err
-    assert code == 0, (out + err)[-3000:]
+            finish_cleanly(proc, tmp_path)
     run_dir = only_run_dir(runs)
     records = read_csv(os.path.join(run_dir, "requests.csv"))
     ok = [r for r in records if r["outcome"] == "ok"]
@@ -119,21 +120,15 @@ def test_target_killed_and_restarted_mid_run(tmp_path):
 def test_worker_killed_mid_run(tmp_path, sim_process):
     sim = sim_process(*SIM_ARGS)
     runs = tmp_path / "runs"
-    proc = start_step(["--host", sim.url, "--users", "2,2", "--step-time", "8s", "--workers", "2",
-                       "--out", str(runs), *LOAD], tmp_path)
-    try:
+    args = ["--host", sim.url, "--users", "2,2", "--step-time", "8s", "--workers", "2", "--out", str(runs), *LOAD]
+    with running_step(args, tmp_path) as proc:
         wait_for_records(runs, lambda rs: len({r["worker"] for r in rs if r["outcome"] == "ok"}) == 2, timeout=40)
         step = psutil.Process(proc.pid)
         locusts = [p for p in step.children(recursive=True) if "--worker" in p.cmdline()]
         assert len(locusts) == 2, [p.cmdline() for p in step.children(recursive=True)]
         victim = locusts[0]
         victim.kill()  # SIGKILL; it stays a zombie of the step command until that reaps it at the end
-        code, out, err = finish(proc, tmp_path, timeout=120)
-    finally:
-        if proc.poll() is None:
-            kill_tree(proc)
-    assert "Traceback" not in out + err
-    assert code == 0, (out + err)[-3000:]
+        finish_cleanly(proc, tmp_path, timeout=120)
     run_dir = only_run_dir(runs)
     info = json.load(open(os.path.join(run_dir, "run.json")))
     assert info["missing_workers"], info

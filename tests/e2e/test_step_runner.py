@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.e2e.helpers import (
+    LOAD,
+    SIM_ARGS,
     assert_no_traceback,
     free_port,
     locust,
@@ -21,9 +22,6 @@ from tests.e2e.helpers import (
     run,
 )
 
-# A paced simulator: short replies at a modest rate, so every step completes many requests.
-SIM_ARGS = ["--profile", "instant", "--decode-tps", "200", "--prefill-tps", "5000", "--num-parallel", "4"]
-LOAD = ["--think-time", "0", "--num-predict", "20", "--drain-timeout", "5"]
 
 
 def check_folder(run_dir: str, truth_path, users: list[int]) -> list[dict]:

@@ -14,7 +14,6 @@ import statistics
 import uuid
 
 import httpx
-import pytest
 
 from tests.deploy.conftest import nginx_gateway  # noqa: F401  (makes the fixture available)
 from tests.e2e.helpers import assert_no_traceback, ollama_locust, only_run_dir, read_csv, run
