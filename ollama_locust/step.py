@@ -180,8 +180,9 @@ def _resolve_defaults(args) -> None:
         args.users = "1,2,4,8" if args.sim else "1,3,5,10"
     if args.step_time is None:
         args.step_time = "15s" if args.sim else "60s"
+    args.sim_config = _sim_config(args) if args.sim else None  # parsed once: label, model, run.json
     if not args.label:
-        cfg = _sim_config(args) if args.sim else None
+        cfg = args.sim_config
         if cfg is not None and cfg.engine != "sim":
             args.label = f"sim-{cfg.engine}-{cfg.model_names()[0].split(':')[0]}"
         else:
@@ -245,7 +246,7 @@ def run(args, passthrough: list[str]) -> int:
         host = sim.url if sim is not None else (args.host or "http://127.0.0.1:11434")
         key = preflight.api_key(_passthrough_value(passthrough, "--api-key-env") or "OLLAMA_LOCUST_API_KEY")
         if args.model is None:  # the simulator's own model (with --engine llama-cpp: the model file's name)
-            args.model = _sim_config(args).model_names()[0].split(":")[0] if sim is not None else "llama3.2"
+            args.model = args.sim_config.model_names()[0].split(":")[0] if sim is not None else "llama3.2"
         target = preflight.check_target(host, args.model, args.api, key=key)
         if sim is not None and args.model not in target.models:
             args.model = next((m for m in target.models if m.split(":")[0] == args.model.split(":")[0]), args.model)
@@ -279,7 +280,7 @@ def _annotate_run(run_dir: str, args, sim) -> None:
     if sim is not None:
         import dataclasses
 
-        settings = dataclasses.asdict(_sim_config(args))
+        settings = dataclasses.asdict(args.sim_config)
         settings.pop("truth_log", None)
         if settings.get("engine") not in (None, "sim"):
             settings.pop("profile", None)  # ignored: a real engine makes the tokens
