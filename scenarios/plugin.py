@@ -152,8 +152,7 @@ class RunRecorder:
         slo = options.get(environment, "slo_p95") or None
         self.controller = ShapeController(
             self.plan, self.timeline, self.sink.tallies,
-            common_users=(getattr(parsed, "num_users", None) or 1) if parsed else 1,
-            common_spawn_rate=(getattr(parsed, "spawn_rate", None) or 1) if parsed else 1,
+            common_target=self.common_target,
             run_time_s=run_time or None,
             stop_on_failure=options.get(environment, "stop_on_failure"),
             min_success=options.get(environment, "min_success"),
@@ -162,6 +161,12 @@ class RunRecorder:
             user_count=lambda: self.runner.user_count,
         )
         environment.llm_shape = self.controller
+
+    def common_target(self) -> tuple[int, float]:
+        """Locust's -u/-r as they are now: the web UI's "Edit" of a running test writes the new values here."""
+        users = getattr(self.environment.parsed_options, "num_users", None)
+        spawn_rate = getattr(self.environment.parsed_options, "spawn_rate", None)
+        return (1 if users is None else users), (spawn_rate or 1)
 
     def flush_loop(self) -> None:
         while not self.closed:

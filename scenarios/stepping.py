@@ -32,8 +32,7 @@ class ShapeController:
         timeline: StageTimeline,
         tallies: dict[int, StageTally],
         *,
-        common_users: int = 1,
-        common_spawn_rate: float = 1.0,
+        common_target: Callable[[], tuple[int, float]] = lambda: (1, 1.0),
         run_time_s: float | None = None,
         stop_on_failure: bool = False,
         min_success: float = 0.95,
@@ -45,8 +44,8 @@ class ShapeController:
         self.stages = stages
         self.timeline = timeline
         self.tallies = tallies
-        self.common_users = common_users
-        self.common_spawn_rate = common_spawn_rate
+        self.common_target = common_target  # (users, spawn rate) without a plan: read at every tick
+        self._common: tuple[int, float] = (1, 1.0)
         self.run_time_s = run_time_s
         self.stop_on_failure = stop_on_failure
         self.min_success = min_success
@@ -67,12 +66,16 @@ class ShapeController:
         if self.stages is None:
             if self.run_time_s is not None and elapsed >= self.run_time_s:
                 return None
-            return 0
+            if self.stage_index is None:
+                return 0
+            # Locust's -u/-r: an edit of the user count (the web UI's "Edit") starts a new stage
+            current = self.timeline.current
+            return self.stage_index + 1 if current and current.users != self._common[0] else self.stage_index
         return plans.stage_index_at(self.stages, elapsed)
 
     def _stage_target(self, index: int) -> tuple[int, float, float, str]:
         if self.stages is None:
-            return self.common_users, self.common_spawn_rate, 0.0, "hold"
+            return *self._common, 0.0, "hold"
         stage = self.stages[index]
         return stage.users, stage.spawn_rate or ALL_AT_ONCE, stage.settle_s, stage.kind
 
@@ -82,6 +85,8 @@ class ShapeController:
             self.started_at = now
         if self.drain_started_at is not None:
             return self._drain_tick(now)
+        if self.stages is None:
+            self._common = self.common_target()
 
         index = self._planned_index(now - self.started_at)
         if index != self.stage_index and self.stage_index is not None:
@@ -94,10 +99,10 @@ class ShapeController:
         if index != self.stage_index:
             self.stage_index = index
             users, _, settle_s, kind = self._stage_target(index)
+            if self.stages is None and index > 0:
+                logger.info("user count changed to %d: stage %d begins", users, index)
             self.timeline.begin(users, settle_s, kind, now)
         users, spawn_rate, _, _ = self._stage_target(index)
-        if self.stages is None:
-            users = self.common_users
         return users, spawn_rate
 
     def _check_failure(self, index: int) -> str | None:

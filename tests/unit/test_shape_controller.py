@@ -79,10 +79,30 @@ def test_slo_p95_failure_without_stop_is_noted_but_stepping_goes_on():
 
 
 def test_common_options_mode_holds_users_until_run_time():
-    controller, clock, timeline, _ = make(None, common_users=5, common_spawn_rate=2, run_time_s=30)
+    controller, clock, timeline, _ = make(None, common_target=lambda: (5, 2), run_time_s=30)
     assert controller.tick() == (5, 2)
     clock.now += 29
     assert controller.tick() == (5, 2)
     clock.now += 1
     assert controller.tick() == (0, ALL_AT_ONCE)
-    assert timeline.spans[0].users == 5
+    assert [(s.users, s.kind) for s in timeline.spans] == [(5, "hold")]
+
+
+def test_common_options_mode_an_edit_of_the_user_count_starts_a_stage():
+    """Locust's "Edit" of a running test changes -u/-r: the new count runs, in a stage of its own."""
+    target = {"now": (4, 2.0)}
+    controller, clock, timeline, _ = make(None, common_target=lambda: target["now"])
+    assert controller.tick() == (4, 2.0)
+    clock.now += 5
+    target["now"] = (4, 10.0)  # only the spawn rate: the same stage
+    assert controller.tick() == (4, 10.0)
+    assert len(timeline.spans) == 1
+    target["now"] = (8, 10.0)
+    assert controller.tick() == (8, 10.0)
+    clock.now += 5
+    assert controller.tick() == (8, 10.0)
+    target["now"] = (4, 10.0)  # back to 4: a third stage, not the first one again
+    assert controller.tick() == (4, 10.0)
+    assert [(s.stage, s.users, s.start_time, s.end_time) for s in timeline.spans] == [
+        (0, 4, 1000.0, 1005.0), (1, 8, 1005.0, 1010.0), (2, 4, 1010.0, None)]
+    assert controller.stage_index == 2 and not controller.finished

@@ -1,5 +1,6 @@
 """Issue 9 end to end: a real headless Chromium opens the web UI of a locust master with 2 workers against
-the simulator, starts a run from the form, and checks the LLM tab against requests.csv; downloads too.
+the simulator, starts a run from the form, and checks the LLM tab against requests.csv; downloads too;
+then edits the running test's user count, which must become a stage of its own.
 
 The tab's "whole run" rows are computed from the records in the order they reached the master's sink,
 which is also the order of requests.csv: the first N rows of the CSV (N = the tab's request count) are
@@ -21,12 +22,14 @@ import numpy as np
 import pytest
 
 from scenarios import schema
+from tests.e2e.helpers import ollama_locust, run as run_command
 from tests.webui.helpers import ARTIFACTS, get_json, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
 THINK_TIME = "0.1,0.3"  # the custom option set in the form (the default, 1-5 s, would give few requests)
 USERS = 4
+EDITED_USERS = 6  # Locust's "Edit" of the running test
 TABLE_JS = """() => {
   const head = [...document.querySelectorAll('th')].find(th => th.textContent.trim() === 'TTFT p50 (ms)');
   if (!head) return null;
@@ -158,11 +161,31 @@ def test_llm_tab_live_agrees_with_requests_csv(sim_process, locust_cluster, brow
     assert report.startswith("# Results") and "| Concurrent users |" in report and "TTFT p50" in report, report[:500]
     assert f"| {USERS} |" in report, report[:2000]
 
+    # Locust's "Edit" of the running test (no --shape): the new user count runs, in a stage of its own
+    page.get_by_role("button", name=re.compile("^edit$", re.I)).click()
+    page.locator("input[name=userCount]").fill(str(EDITED_USERS))  # in the modal: the start form is gone
+    page.get_by_role("button", name=re.compile("^update$", re.I)).click()
+    wait_for(lambda: get_json(cluster.url + "stats/requests")["user_count"] == EDITED_USERS, 60,
+             f"{EDITED_USERS} users running after the edit")
+    page.get_by_role("tab", name="LLM").click()
+    wait_for(lambda: any(r["Scope"].startswith(f"stage 1 ({EDITED_USERS} users)") for r in llm_rows(page) or []),
+             30, "the edited stage in the LLM tab")
+
     page.locator("header").get_by_role("button", name=re.compile("^stop$", re.I)).click()
     wait_for(lambda: get_json(cluster.url + "stats/requests")["state"] == "stopped", 60, "the run to stop")
     cluster.stop()
     logs = cluster.logs()
     assert "Traceback" not in logs, logs[-4000:]
+    with open(os.path.join(cluster.run_dir, schema.STAGES_FILE), newline="") as fh:
+        stages = [(int(r["stage"]), int(r["users"])) for r in csv.DictReader(fh)]
+    assert stages == [(0, USERS), (1, EDITED_USERS)], stages
+    with open(os.path.join(cluster.run_dir, schema.REQUESTS_FILE), newline="") as fh:
+        edited = [r for r in csv.DictReader(fh) if r["stage"] == "1"]
+    assert edited and all(r["stage_users"] == str(EDITED_USERS) for r in edited), edited[:3]
+    report = run_command(ollama_locust("report", cluster.run_dir), tmp_path, name="report")
+    assert report.code == 0, report.text[-2000:]
+    table = open(os.path.join(cluster.run_dir, "results.md"), encoding="utf-8").read()
+    assert f"\n| {USERS} |" in table and f"\n| {EDITED_USERS} |" in table, table[:2000]
 
 
 def test_llm_routes_respect_web_login(locust_cluster):
