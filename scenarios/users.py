@@ -18,6 +18,7 @@ Options are read with ``scenarios.options.get``, so the users work in library mo
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import random
@@ -89,6 +90,25 @@ def check_options(environment) -> None:
     client.close()
 
 
+_start_up_heap_frozen = False
+
+
+def freeze_start_up_heap() -> None:
+    """Once per load process, before its first request: collect, then take every object alive now
+    (Locust, Flask, gevent, the prompt sets: ~50,000) out of the garbage collector's scans (``gc.freeze``).
+
+    A full collection of that heap takes 20-30 ms here, and it runs whenever enough objects have been
+    allocated — for instance between a request's start and its send, which then adds those milliseconds
+    to the request's TTFT and E2E (seen: the first requests of a run 20-30 ms longer than the server's
+    truth log). After the freeze a full collection scans only what the run itself keeps.
+    """
+    global _start_up_heap_frozen
+    if not _start_up_heap_frozen:
+        _start_up_heap_frozen = True
+        gc.collect()
+        gc.freeze()
+
+
 class LLMUser(User):
     """Common part: one client per user, prompts, and the one way a request is reported."""
 
@@ -105,6 +125,7 @@ class LLMUser(User):
             logger.error("%s: %s", type(self).__name__, exc)
             raise StopUser() from None
         self.request_name = f"{type(self).__name__} {self.llm.path}"
+        freeze_start_up_heap()
 
     def on_stop(self) -> None:
         llm = getattr(self, "llm", None)

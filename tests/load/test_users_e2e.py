@@ -82,12 +82,12 @@ def test_each_user_class_and_api_match_the_truth_log(sim, tmp_path, api, gateway
             assert record["server_total_ms"] is None and record["queue_wait_ms"] is None
         else:
             assert record["queue_wait_ms"] is not None and record["server_total_ms"] <= record["e2e_ms"] + 1
-    # Within 5 ms of the simulator's own clock: every request but a rare scheduling outlier of this
-    # 2-core machine (one CI run saw one request 9 ms off), and none beyond 25 ms.
+    # Within 5 ms of the simulator's own clock (measured on an idle machine: at most 1.4 ms, ~750 requests).
+    # One request may be up to 10 ms off: the simulator and Locust share 2 cores here, and a core taken
+    # by another process for a few ms delays one side (a CPU hog beside this test puts several over 5 ms).
     assert errors
-    within = sum(ttft < 5 and e2e < 5 for ttft, e2e, _, _ in errors)
-    assert within >= len(errors) - max(1, 0.05 * len(errors)), [e for e in errors if e[0] >= 5 or e[1] >= 5]
-    assert all(ttft < 25 and e2e < 25 for ttft, e2e, _, _ in errors), [e for e in errors if e[0] >= 25 or e[1] >= 25]
+    off = sorted(max(ttft, e2e) for ttft, e2e, _, _ in errors)
+    assert off[-1] < 10 and (len(off) < 2 or off[-2] < 5), off[-3:]
     # the conversation grows with the model's replies: later student prompts carry more tokens
     student = [r["prompt_tokens"] for r in finished if r["user_class"] == "StudentUser"]
     assert len(student) >= 2 and student[1] > student[0]
