@@ -12,6 +12,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -75,6 +76,7 @@ def main():
     for record in sink.records:
         print(json.dumps(record))
     print(json.dumps({"stop_time": stop_time, "locust_events": len(failures), "ttft_events": failures.count("TTFT"),
+                      "frozen_objects": gc.get_freeze_count(),
                       "errors": {str(v.error): v.occurrences for v in env.runner.stats.errors.values()}}))
     sys.stdout.flush()
 
