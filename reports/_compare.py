@@ -8,7 +8,7 @@ from ._analysis import CONCURRENCY_NOTE, Analysis, analyse
 from ._concurrency import run_mode
 from ._errors import ReportError
 from ._markdown import table
-from ._metrics import METRICS, format_value, is_number
+from ._metrics import METRICS, SIM_SETTINGS, format_settings, format_value, is_number
 
 COMPARED = tuple(m for m in METRICS if m.compare)
 
@@ -76,8 +76,7 @@ def compare_markdown(analyses: list[Analysis]) -> str:
         facts = [f"`{a.folder.path}`", f"source {a.source}"]
         sim = a.run.get("simulator")
         if isinstance(sim, dict):
-            facts.append("simulator " + ", ".join(f"{k} {v}" for k, v in sim.items()
-                                                 if k in ("profile", "num_parallel", "max_queue")))
+            facts.append("simulator " + format_settings(sim, SIM_SETTINGS))
         _, by_mode = run_mode(a.steps)
         for mode, steps in by_mode.items():
             users = ", ".join(s.users_label for s in steps)

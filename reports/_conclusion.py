@@ -8,7 +8,7 @@ from scenarios import schema
 
 from ._analysis import Analysis
 from ._concurrency import SERIALISED, SHARED, THRESHOLDS, at_a_time, run_mode
-from ._metrics import format_seconds, format_value, is_number
+from ._metrics import SIM_SETTINGS, format_seconds, format_settings, format_value, is_number
 from ._steps import Step
 
 QUEUE_DOMINATES = 0.5  # queue wait share of a typical request above which NUM_PARALLEL is the lever
@@ -58,11 +58,15 @@ def _lever(run: dict) -> str:
     return f"Raising OLLAMA_NUM_PARALLEL ({now}if memory allows) or fewer concurrent users shortens the wait."
 
 
+def _verdict_users(v: dict) -> str:
+    return f"{int(v['users'])} users" if is_number(v.get("users")) else "the busiest step"
+
+
 def serialised_sentence(v: dict, base: Step, run: dict) -> str:
     k = at_a_time(v)
     how = " the server answers one at a time." if k == 1 else \
         f" the server answers about {k} at a time and the others wait their turn." if k else ""
-    users = f"{int(v['users'])} users" if is_number(v.get("users")) else "the busiest step"
+    users = _verdict_users(v)
     return (f"**Requests wait for each other:**{how} At {users} a request waits "
             f"{format_seconds(v['ttft_p50_ms'])} before its first token ({format_seconds(v['baseline_ttft_p50_ms'])} "
             f"with {users_text(base)}), with on average {v['requests_ahead']:.1f} requests already running when it "
@@ -71,7 +75,7 @@ def serialised_sentence(v: dict, base: Step, run: dict) -> str:
 
 
 def shared_sentence(v: dict, base: Step) -> str:
-    users = f"{int(v['users'])} users" if is_number(v.get("users")) else "the busiest step"
+    users = _verdict_users(v)
     along = v.get("streams_alongside")
     together = f"; about {1 + along:.0f} answers stream at once" if is_number(along) and along >= 0.5 else ""
     total, btotal = v.get("tokens_per_s_total"), v.get("baseline_tokens_per_s_total")
@@ -118,13 +122,12 @@ def conclude(a: Analysis) -> dict:
     engine = sim.get("engine") if isinstance(sim, dict) else None
     if sim and engine not in (None, "sim"):
         model = os.path.basename(str(sim.get("model_file") or "")) or "a model file"
-        detail = ", ".join(f"{k} {v}" for k, v in sim.items() if k in ("num_parallel", "max_queue"))
+        detail = format_settings(sim, ("num_parallel", "max_queue"))
         text.append(f"**The target was the embedded simulator with a real {engine} engine** ({model}"
                     f"{', ' + detail if detail else ''}): the tokens and their timing are real inference on "
                     "this machine, the API and the queueing in front of it are the simulator's model of Ollama.")
     elif sim:
-        detail = ", ".join(f"{k} {v}" for k, v in sim.items() if k in ("profile", "num_parallel", "max_queue")) \
-            if isinstance(sim, dict) else ""
+        detail = format_settings(sim, SIM_SETTINGS) if isinstance(sim, dict) else ""
         text.append(f"**The target was the embedded simulator**{f' ({detail})' if detail else ''}: these numbers "
                     "describe the simulator's model of Ollama, not a real server.")
     if run.get("interrupted"):

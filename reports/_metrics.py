@@ -154,6 +154,14 @@ def format_value(unit: str, value) -> str:
     return f"{value:g}"
 
 
+SIM_SETTINGS = ("profile", "num_parallel", "max_queue")  # the simulator's settings a report names
+
+
+def format_settings(settings: dict, keys: tuple[str, ...]) -> str:
+    """Some settings of a dict (e.g. run.json's simulator) as "key value, key value", in the dict's order."""
+    return ", ".join(f"{k} {v}" for k, v in settings.items() if k in keys)
+
+
 def format_metric(key: str, value) -> str:
     return format_value(METRIC_BY_KEY[key].unit, value)
 
