@@ -184,7 +184,7 @@ def _resolve_defaults(args) -> None:
     if not args.label:
         cfg = args.sim_config
         if cfg is not None and cfg.engine != "sim":
-            args.label = f"sim-{cfg.engine}-{cfg.model_names()[0].split(':')[0]}"
+            args.label = f"sim-{cfg.engine}-{_sim_model(cfg)}"
         else:
             args.label = f"sim-{args.sim}" if args.sim else "step"
 
@@ -231,6 +231,11 @@ def _sim_config(args):
         raise StepError(f"--sim-args {args.sim_args!r}: {why[0].removeprefix('ollama-locust sim: ')}") from None
 
 
+def _sim_model(cfg) -> str:
+    """The model the embedded simulator serves first, without its tag (with --engine llama-cpp: the file's name)."""
+    return cfg.model_names()[0].split(":")[0]
+
+
 def _simulator(args):
     if not args.sim:
         return contextlib.nullcontext(None)
@@ -246,7 +251,7 @@ def run(args, passthrough: list[str]) -> int:
         host = sim.url if sim is not None else (args.host or "http://127.0.0.1:11434")
         key = preflight.api_key(_passthrough_value(passthrough, "--api-key-env") or "OLLAMA_LOCUST_API_KEY")
         if args.model is None:  # the simulator's own model (with --engine llama-cpp: the model file's name)
-            args.model = args.sim_config.model_names()[0].split(":")[0] if sim is not None else "llama3.2"
+            args.model = _sim_model(args.sim_config) if sim is not None else "llama3.2"
         target = preflight.check_target(host, args.model, args.api, key=key)
         if sim is not None and args.model not in target.models:
             args.model = next((m for m in target.models if m.split(":")[0] == args.model.split(":")[0]), args.model)

@@ -90,9 +90,6 @@ def check_options(environment) -> None:
     client.close()
 
 
-_start_up_heap_frozen = False
-
-
 def freeze_start_up_heap() -> None:
     """Once per load process, before its first request: collect, then take every object alive now
     (Locust, Flask, gevent, the prompt sets: ~50,000) out of the garbage collector's scans (``gc.freeze``).
@@ -102,9 +99,7 @@ def freeze_start_up_heap() -> None:
     to the request's TTFT and E2E (seen: the first requests of a run 20-30 ms longer than the server's
     truth log). After the freeze a full collection scans only what the run itself keeps.
     """
-    global _start_up_heap_frozen
-    if not _start_up_heap_frozen:
-        _start_up_heap_frozen = True
+    if gc.get_freeze_count() == 0:
         gc.collect()
         gc.freeze()
 
