@@ -11,15 +11,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first (cached while only the code changes): the metadata and package folders.
-COPY pyproject.toml README.md ./
-COPY ollama_locust ./ollama_locust
-COPY scenarios ./scenarios
-COPY reports ./reports
-COPY simulator ./simulator
-RUN pip install .
+# The package is built from /src and installed as a regular wheel: one top-level name, ollama_locust,
+# whose scenarios/, reports/ and simulator/ come from the repository's folders (pyproject package-dir).
+COPY pyproject.toml README.md /src/
+COPY ollama_locust /src/ollama_locust
+COPY scenarios /src/scenarios
+COPY reports /src/reports
+COPY simulator /src/simulator
+RUN pip install /src && rm -rf /src
 
-# The top-level locustfile, so `locust -f locustfile.py` works from /app as in a checkout.
+# Only the top-level locustfile in /app (no source folders beside it), so `locust -f locustfile.py`
+# imports the installed package, as on any load machine.
 COPY locustfile.py ./
 
 # Run folders are written to /app/runs (compose mounts ./runs there).

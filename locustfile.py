@@ -1,3 +1,4 @@
-"""Entry for `locust -f locustfile.py`: the project's users, shape and options (see scenarios/locustfile.py)."""
+"""Entry for `locust -f locustfile.py`: the project's users, shape and options (see
+ollama_locust/scenarios/locustfile.py, in the repository scenarios/locustfile.py)."""
 
-from scenarios.locustfile import BurstyUser, LLMShape, RecipeUser, StudentUser  # noqa: F401
+from ollama_locust.scenarios.locustfile import BurstyUser, LLMShape, RecipeUser, StudentUser  # noqa: F401

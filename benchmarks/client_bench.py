@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUESTION = "Why is the sky blue?"
 
 
@@ -46,8 +45,8 @@ def run_locust(url: str, users: int, seconds: float, warmup: float, out: str, th
 
     import random
 
-    from scenarios.prompts import load_prompts
-    from scenarios.users import LLMUser
+    from ollama_locust.scenarios.prompts import load_prompts
+    from ollama_locust.scenarios.users import LLMUser
 
     questions = [p.text for p in load_prompts().school if p.length == "short"]
 
@@ -175,8 +174,7 @@ def measure(variant: str, url: str, users: int, seconds: float, warmup: float, t
     cmd = [sys.executable, os.path.abspath(__file__), "--run", variant, "--url", url, "--users", str(users),
            "--seconds", str(seconds), "--warmup", str(warmup), "--out", out, "--think", str(think)]
     preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(cmd, env=env, preexec_fn=preexec, capture_output=True, text=True,
+    proc = subprocess.run(cmd, preexec_fn=preexec, capture_output=True, text=True,
                           timeout=seconds + warmup + 120)
     if proc.returncode != 0:
         raise SystemExit(f"{variant} failed: {proc.stderr[-2000:]}")
@@ -225,8 +223,7 @@ def main() -> int:
             run_httpx(args.url, args.users, args.seconds, args.warmup, args.out)
         return 0
 
-    sys.path.insert(0, ROOT)
-    from simulator import start_process
+    from ollama_locust.simulator import start_process
 
     cpus = sorted(os.sched_getaffinity(0))
     sim_cpu, load_cpu = (cpus[-1], cpus[0]) if len(cpus) >= 2 else (None, None)

@@ -19,8 +19,6 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 STEPS = (1, 2, 4, 8, 12, 16, 24, 32)
 CLASSES = ("StudentUser", "RecipeUser", "BurstyUser", "GatewayUser")
 
@@ -29,7 +27,7 @@ def generate(run_dir: str, records: int, seed: int = 7) -> None:
     import numpy as np
     import pandas as pd
 
-    from scenarios import schema
+    from ollama_locust import contract
 
     rng = np.random.default_rng(seed)
     n_steps = len(STEPS)
@@ -102,15 +100,15 @@ def generate(run_dir: str, records: int, seed: int = 7) -> None:
         "status": status,
         "tokens": tokens,
         "total_duration": blank(total / 1000.0, failed, "%.4f"),
-    }, columns=list(schema.COLUMN_NAMES))
-    frame.to_csv(os.path.join(run_dir, schema.REQUESTS_FILE), index=False)
+    }, columns=list(contract.COLUMN_NAMES))
+    frame.to_csv(os.path.join(run_dir, contract.REQUESTS_FILE), index=False)
     pd.DataFrame({
         "stage": range(n_steps), "users": STEPS,
         "start_time": [t0 + i * step_time for i in range(n_steps)],
         "end_time": [t0 + (i + 1) * step_time for i in range(n_steps)],
         "settle_s": 10.0, "kind": "step",
-    }).to_csv(os.path.join(run_dir, schema.STAGES_FILE), index=False)
-    with open(os.path.join(run_dir, schema.RUN_FILE), "w") as fh:
+    }).to_csv(os.path.join(run_dir, contract.STAGES_FILE), index=False)
+    with open(os.path.join(run_dir, contract.RUN_FILE), "w") as fh:
         json.dump({"label": "bench", "host": "http://127.0.0.1:11434", "model": "llama3.2:3b", "api": "ollama-chat",
                    "steps": list(STEPS), "slo": {"p95_ms": 30000.0, "min_success": 0.95},
                    "warmup": {"outcome": "ok", "e2e_ms": 7000.0, "load_ms": 6300.0, "error": ""},
@@ -130,7 +128,7 @@ def main() -> int:
         size = os.path.getsize(os.path.join(run_dir, "requests.csv")) / 1e6
         print(f"generated {args.records:,} records ({size:.0f} MB) in {time.perf_counter() - t:.1f} s")
         t = time.perf_counter()
-        from reports import write_report
+        from ollama_locust.reports import write_report
 
         report = write_report(run_dir, plots=not args.no_plots)
         elapsed = time.perf_counter() - t

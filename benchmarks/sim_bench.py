@@ -20,9 +20,7 @@ import sys
 import time
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from simulator import start_process  # noqa: E402
+from ollama_locust.simulator import start_process  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
 SETTLE = 0.5  # seconds after the last stream started before the held phase is measured

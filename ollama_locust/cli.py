@@ -9,13 +9,13 @@ from __future__ import annotations
 import importlib
 import sys
 
-from ollama_locust import __version__
+from ollama_locust import __version__, contract
 
 SUBCOMMANDS = {
-    "sim": ("simulator.cli", "main", "run the Ollama-compatible simulator"),
+    "sim": ("ollama_locust.simulator.cli", "main", "run the Ollama-compatible simulator"),
     "step": ("ollama_locust.step", "main", "run a headless step test and print the results table"),
-    "report": ("reports.cli", "report_main", "turn a run folder into results.md, results.json and plots"),
-    "compare": ("reports.cli", "compare_main", "lay several run folders side by side"),
+    "report": ("ollama_locust.reports.cli", "report_main", "turn a run folder into results.md, results.json and plots"),
+    "compare": ("ollama_locust.reports.cli", "compare_main", "lay several run folders side by side"),
 }
 
 
@@ -32,21 +32,21 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
-        return 0 if argv else 2
+        return 0 if argv else contract.EXIT_BAD_INPUT
     if argv[0] in ("-V", "--version"):
         print(f"ollama-locust {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
         print(f"ollama-locust: unknown command '{name}'; available: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
-        return 2
+        return contract.EXIT_BAD_INPUT
     module_name, function_name, _ = SUBCOMMANDS[name]
     command = getattr(importlib.import_module(module_name), function_name)
     try:
         return int(command(rest) or 0)
     except KeyboardInterrupt:
         print("ollama-locust: interrupted", file=sys.stderr)
-        return 130
+        return contract.EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

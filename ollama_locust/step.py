@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import importlib.util
+import json
 import os
 import signal
 import socket
@@ -27,14 +30,12 @@ import sys
 import threading
 import time
 
-from scenarios import options, plans, preflight, run_folder, schema
-from scenarios.progress import PREFIX
+from ollama_locust import contract, options
+from ollama_locust.scenarios import plans, run_folder
+from ollama_locust.scenarios.progress import PREFIX
+from ollama_locust.simulator.profiles import DEFAULT_PROFILE
 
-EXIT_BAD_INPUT = 2
-EXIT_SLO_FAILED = 3
-EXIT_INTERRUPTED = 130
-LOCUSTFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scenarios", "locustfile.py")
-DEFAULT_SIM_PROFILE = "gpu-llama3-8b"
+EXIT_BAD_INPUT, EXIT_SLO_FAILED, EXIT_INTERRUPTED = contract.EXIT_BAD_INPUT, contract.EXIT_SLO_FAILED, contract.EXIT_INTERRUPTED
 
 
 class StepError(Exception):
@@ -46,33 +47,37 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see --help)\n")
 
 
+# What `step` itself decides when the user gave nothing (every other default is the option table's).
+STEP_DEFAULTS = {"shape": "step"}
+SIM_DEFAULTS = {"steps": "1,2,4,8", "step_time": "15s"}  # with --sim: a complete test in about 75 s
+OWN_RUN_OPTIONS = ("run_dir", "run_context")  # step sets these itself
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="ollama-locust step",
         description="Headless step test: hold 1, 3, 5, 10 ... users in turn, then print the results table. "
-        "Options not listed here (--model, --api, --think-time, --num-predict, --prompts, --slo-p95, any Locust option) "
-        "are passed to locust.",
+        "The load options below are the locustfile's own (same names in locust.conf, LOCUST_* variables and "
+        "the web UI); any other option is passed to locust as it is.",
     )
     parser.add_argument("--host", default=None, help="target base URL (default http://127.0.0.1:11434)")
-    parser.add_argument("--sim", nargs="?", const=DEFAULT_SIM_PROFILE, default=None, metavar="PROFILE",
-                        help=f"start the embedded simulator with this profile (default {DEFAULT_SIM_PROFILE}) and target it")
+    parser.add_argument("--sim", nargs="?", const=DEFAULT_PROFILE, default=None, metavar="PROFILE",
+                        help=f"start the embedded simulator with this profile (default {DEFAULT_PROFILE}) and target it; "
+                        f"steps default to {SIM_DEFAULTS['steps']} users x {SIM_DEFAULTS['step_time']}")
     parser.add_argument("--sim-args", default="", help="extra simulator flags, e.g. \"--num-parallel 4 --max-queue 8\"")
-    parser.add_argument("--model", default=None, help="model to ask (default: llama3.2, or the simulator's model)")
-    parser.add_argument("--api", default="ollama-chat", choices=options.APIS)
-    parser.add_argument("--users", default=None, help="user counts per step (default 1,3,5,10; with --sim 1,2,4,8)")
-    parser.add_argument("--step-time", default=None, help="how long each step is held (default 60s; with --sim 15s)")
-    parser.add_argument("--settle", default="0s", help="settle window at the start of each step, left out of its numbers")
-    parser.add_argument("--shape", default="step", choices=[shape for shape in options.SHAPES if shape != "none"])
     parser.add_argument("--user-class", default="StudentUser", help="user classes, comma separated (StudentUser, RecipeUser, BurstyUser)")
     parser.add_argument("--workers", type=int, default=0, help="local worker processes (0 = one process)")
     parser.add_argument("--master", action="store_true", help="run as master for workers on other machines")
     parser.add_argument("--expect-workers", type=int, default=1, help="with --master: remote workers to wait for")
     parser.add_argument("--master-port", type=int, default=5557, help="with --master: port the workers connect to")
-    parser.add_argument("--label", default="", help="a name for the run (folder name, compare)")
     parser.add_argument("--out", default="runs", help="parent folder of the run folder (default ./runs)")
-    parser.add_argument("--stop-on-failure", action="store_true", help="stop stepping after the first step that fails the thresholds")
     parser.add_argument("--fail-on-slo", action="store_true", help=f"exit {EXIT_SLO_FAILED} when a step failed the thresholds")
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    options.add_passthrough(parser, skip=OWN_RUN_OPTIONS, aliases={"steps": ("--users",)}, launcher_defaults={
+        **{dest: f"default here: {value}" for dest, value in STEP_DEFAULTS.items()},
+        **{dest: f"default: {options.default(dest)}; with --sim {value}" for dest, value in SIM_DEFAULTS.items()},
+        "model": f"default: {options.default('model')}; with --sim the simulator's model",
+        "label": "default: step; with --sim sim-PROFILE"})
     return parser
 
 
@@ -84,23 +89,22 @@ def free_port() -> int:
 
 def locust_command(args, passthrough: list[str], host: str, run_dir: str) -> list[str]:
     command = [
-        sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless", "--host", host,
-        "--shape", args.shape, "--steps", args.users, "--step-time", args.step_time, "--settle", args.settle,
-        "--run-dir", run_dir, "--label", args.label, "--api", args.api,
-        "--csv", os.path.join(run_dir, "locust"), "--csv-full-history",
-        "--html", os.path.join(run_dir, "locust_report.html"), "--only-summary",
+        sys.executable, "-m", "locust", "-f", locustfile_path(), "--headless", "--host", host,
+        "--csv", os.path.join(run_dir, contract.LOCUST_CSV_PREFIX), "--csv-full-history",
+        "--html", os.path.join(run_dir, contract.LOCUST_HTML_FILE), "--only-summary",
+        *options.given_flags({**args.load, "run_dir": run_dir, "run_context": json.dumps(run_context(args))}),
+        *passthrough,
     ]
-    if args.model:
-        command += ["--model", args.model]
-    if args.stop_on_failure:
-        command.append("--stop-on-failure")
-    command += passthrough
-    command += [name.strip() for name in args.user_class.split(",") if name.strip()]
-    return command
+    return command + [name.strip() for name in args.user_class.split(",") if name.strip()]
+
+
+def locustfile_path() -> str:
+    """The installed locustfile (wherever the package is: a checkout, site-packages, a wheel)."""
+    return importlib.util.find_spec("ollama_locust.scenarios.locustfile").origin
 
 
 def worker_command(master_port: int, passthrough: list[str]) -> list[str]:
-    return [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--worker", "--master-host", "127.0.0.1",
+    return [sys.executable, "-m", "locust", "-f", locustfile_path(), "--worker", "--master-host", "127.0.0.1",
             "--master-port", str(master_port), *passthrough]
 
 
@@ -134,7 +138,7 @@ def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 
 def run_locust(args, passthrough: list[str], host: str, run_dir: str) -> int:
     """Run master (+ workers); Ctrl-C goes to the master only, which cuts short and writes what ran."""
-    log = os.path.join(run_dir, "locust.log")
+    log = os.path.join(run_dir, contract.LOCUST_LOG_FILE)
     master_cmd = locust_command(args, passthrough, host, run_dir)
     workers: list[subprocess.Popen] = []
     if args.workers > 0 or args.master:
@@ -148,7 +152,7 @@ def run_locust(args, passthrough: list[str], host: str, run_dir: str) -> int:
         print(f"{PREFIX} waiting for {args.expect_workers} worker(s); on each load machine run:\n"
               f"  locust -f locustfile.py --worker --master-host {hostname} --master-port {args.master_port}", flush=True)
     for index in range(args.workers if not args.master else 0):
-        workers.append(_spawn(worker_command(port, passthrough), os.path.join(run_dir, f"worker-{index + 1}.log"), echo=False))
+        workers.append(_spawn(worker_command(port, passthrough), os.path.join(run_dir, contract.WORKER_LOG_FILE.format(index=index + 1)), echo=False))
 
     interrupted = False
     previous = signal.getsignal(signal.SIGINT)
@@ -176,36 +180,32 @@ def run_locust(args, passthrough: list[str], host: str, run_dir: str) -> int:
 
 
 def _resolve_defaults(args) -> None:
-    if args.users is None:
-        args.users = "1,2,4,8" if args.sim else "1,3,5,10"
-    if args.step_time is None:
-        args.step_time = "15s" if args.sim else "60s"
+    """``args.load``: the load options the user gave, plus step's own defaults (with --sim: the
+    simulator's model and shorter steps) where the user gave none."""
+    args.load = options.given(args)
     args.sim_config = _sim_config(args) if args.sim else None  # parsed once: label, model, run.json
-    if not args.label:
-        cfg = args.sim_config
-        if cfg is not None and cfg.engine != "sim":
-            args.label = f"sim-{cfg.engine}-{_sim_model(cfg)}"
-        else:
-            args.label = f"sim-{args.sim}" if args.sim else "step"
+    for dest, value in {**STEP_DEFAULTS, **(SIM_DEFAULTS if args.sim else {})}.items():
+        args.load.setdefault(dest, value)
+    cfg = args.sim_config
+    if cfg is not None:
+        args.load.setdefault("model", cfg.model_names()[0])  # with --engine llama-cpp: the model file's name
+        if not args.load.get("label"):
+            name = cfg.model_names()[0].split(":")[0]
+            args.load["label"] = f"sim-{cfg.engine}-{name}" if cfg.engine != "sim" else f"sim-{args.sim}"
+    args.load.setdefault("label", "step")
+
+
+def _load_value(args, dest: str):
+    return args.load.get(dest, options.default(dest))
 
 
 def _validate(args) -> None:
     try:
-        plans.step_plan(plans.parse_users(args.users), plans.parse_duration(args.step_time, "--step-time"),
-                        plans.parse_duration(args.settle, "--settle"))
+        plans.build_plan(**{name: _load_value(args, name) for name in plans.PLAN_OPTIONS})
     except plans.PlanError as error:
         raise StepError(str(error)) from None
     if args.workers < 0:
         raise StepError(f"--workers must be 0 or more, got {args.workers}")
-
-
-def _passthrough_value(passthrough: list[str], flag: str) -> str | None:
-    for index, item in enumerate(passthrough):
-        if item == flag and index + 1 < len(passthrough):
-            return passthrough[index + 1]
-        if item.startswith(flag + "="):
-            return item.split("=", 1)[1]
-    return None
 
 
 def _sim_argv(args) -> list[str]:
@@ -218,7 +218,7 @@ def _sim_config(args):
     """The embedded simulator's settings (``--sim`` and ``--sim-args``); StepError when they are bad."""
     import io
 
-    from simulator.config import ConfigError, config_from_args
+    from ollama_locust.simulator.config import ConfigError, config_from_args
 
     said = io.StringIO()
     try:
@@ -231,15 +231,10 @@ def _sim_config(args):
         raise StepError(f"--sim-args {args.sim_args!r}: {why[0].removeprefix('ollama-locust sim: ')}") from None
 
 
-def _sim_model(cfg) -> str:
-    """The model the embedded simulator serves first, without its tag (with --engine llama-cpp: the file's name)."""
-    return cfg.model_names()[0].split(":")[0]
-
-
 def _simulator(args):
     if not args.sim:
         return contextlib.nullcontext(None)
-    from simulator import start_process
+    from ollama_locust.simulator import start_process
 
     return start_process(_sim_argv(args))
 
@@ -249,21 +244,16 @@ def run(args, passthrough: list[str]) -> int:
     _validate(args)
     with _simulator(args) as sim:
         host = sim.url if sim is not None else (args.host or "http://127.0.0.1:11434")
-        key = preflight.api_key(_passthrough_value(passthrough, "--api-key-env") or "OLLAMA_LOCUST_API_KEY")
-        if args.model is None:  # the simulator's own model (with --engine llama-cpp: the model file's name)
-            args.model = _sim_model(args.sim_config) if sim is not None else "llama3.2"
-        target = preflight.check_target(host, args.model, args.api, key=key)
-        if sim is not None and args.model not in target.models:
-            args.model = next((m for m in target.models if m.split(":")[0] == args.model.split(":")[0]), args.model)
-        run_dir = run_folder.prepare(run_folder.default_path(args.label, args.out))
-        print(f"{PREFIX} target {host} (model {args.model}, {args.api}); steps {args.users} users x {args.step_time}; "
-              f"run folder {run_dir}", flush=True)
+        args.sim_url = sim.url if sim is not None else None
+        run_dir = run_folder.prepare(run_folder.default_path(args.load["label"], args.out))
+        print(f"{PREFIX} target {host} (model {_load_value(args, 'model')}, {_load_value(args, 'api')}); "
+              f"steps {_load_value(args, 'steps')} users x {_load_value(args, 'step_time')}; run folder {run_dir}", flush=True)
         code = run_locust(args, passthrough, host, run_dir)
-        _annotate_run(run_dir, args, sim)
-    if not os.path.exists(os.path.join(run_dir, schema.RUN_FILE)):
-        print(f"ollama-locust: locust exited with code {code} before the run started; see {run_dir}/locust.log", file=sys.stderr)
+    if not os.path.exists(os.path.join(run_dir, contract.RUN_FILE)):
+        print(f"ollama-locust: locust exited with code {code} before the run started; see {run_dir}/{contract.LOCUST_LOG_FILE}",
+              file=sys.stderr)
         return EXIT_BAD_INPUT if code == EXIT_BAD_INPUT else (code or 1)
-    if code == EXIT_BAD_INPUT:  # locust's own option checks refused the run (its one line is on stderr)
+    if code == EXIT_BAD_INPUT:  # the target or an option was refused (the one line is on stderr)
         return EXIT_BAD_INPUT
     failed = False
     if not args.no_report:
@@ -275,27 +265,21 @@ def run(args, passthrough: list[str]) -> int:
     return EXIT_SLO_FAILED if (args.fail_on_slo and failed) else 0
 
 
-def _annotate_run(run_dir: str, args, sim) -> None:
-    path = os.path.join(run_dir, schema.RUN_FILE)
-    info = run_folder.read_json(path)
-    if not info:
-        return
-    info["command"] = ["ollama-locust", "step", *sys.argv[2:]] if len(sys.argv) > 1 and sys.argv[1] == "step" else info.get("command")
-    info["workers"] = args.workers if not args.master else args.expect_workers
-    if sim is not None:
-        import dataclasses
-
+def run_context(args) -> dict:
+    """What only `step` knows, for run.json (the master writes it: one writer)."""
+    context: dict = {"command": ["ollama-locust", "step", *sys.argv[2:]] if sys.argv[1:2] == ["step"] else None}
+    if args.sim_config is not None:
         settings = dataclasses.asdict(args.sim_config)
         settings.pop("truth_log", None)
         if settings.get("engine") not in (None, "sim"):
             settings.pop("profile", None)  # ignored: a real engine makes the tokens
-        info["simulator"] = {**settings, "args": args.sim_args, "url": sim.url}
-    run_folder.write_json(path, info)
+        context["simulator"] = {**settings, "args": args.sim_args, "url": args.sim_url}
+    return context
 
 
 def _report(run_dir: str) -> bool:
     """Write and print the report; True when a step failed the thresholds."""
-    import reports
+    from ollama_locust import reports
 
     report = reports.write_report(run_dir)
     conclusion = report.data.get("conclusion") or {}
@@ -305,7 +289,7 @@ def _report(run_dir: str) -> bool:
     print("Conclusion:")
     for paragraph in conclusion.get("text") or []:
         print(paragraph)
-    print(f"\nFull report: {os.path.join(run_dir, 'results.md')}")
+    print(f"\nFull report: {os.path.join(run_dir, contract.RESULTS_MD)}")
     return conclusion.get("failure_point_users") is not None
 
 
@@ -314,6 +298,6 @@ def main(argv: list[str]) -> int:
     args, passthrough = parser.parse_known_args(argv)
     try:
         return run(args, passthrough)
-    except (StepError, preflight.PreflightError, run_folder.RunFolderError, ValueError) as error:
+    except (StepError, run_folder.RunFolderError, ValueError) as error:
         print(f"ollama-locust step: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

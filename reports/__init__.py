@@ -5,7 +5,7 @@ Never imports locust or gevent; pandas and matplotlib are imported where they ar
     write_report(run_dir, *, slo_p95_ms=None, min_success=None, plots=True) -> Report
     compare_runs(run_dirs, *, out=None) -> str (markdown)
     analyse(run_dir, ...) -> Analysis (nothing written)
-    METRICS: the metric table every output loops over
+    STEP_METRICS: the metric table every output loops over
     ReportError: the one error; ``str(err)`` is one line
 """
 
@@ -14,13 +14,13 @@ from __future__ import annotations
 from ._analysis import Analysis, analyse
 from ._compare import compare_runs
 from ._errors import ReportError
-from ._metrics import METRICS, PERCENTILE_METHOD, Metric
+from ._step_metrics import STEP_METRICS, PERCENTILE_METHOD, StepMetric
 from ._report import Report, write_report
 
 __all__ = sorted([
     "Analysis",
-    "METRICS",
-    "Metric",
+    "STEP_METRICS",
+    "StepMetric",
     "PERCENTILE_METHOD",
     "Report",
     "ReportError",

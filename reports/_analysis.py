@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from scenarios import schema
+from ollama_locust import contract, stats
 
 from ._concurrency import SERIALISED, SHARED, concurrency_mode
 from ._load import RunFolder, load_run
-from ._metrics import PERCENTILE_TEXT, format_seconds, format_value, is_number
+from ._step_metrics import PERCENTILE_TEXT, is_number
 from ._steps import OUTCOME_NOTE, Step, build_class_rows, build_steps
 
 DEFAULT_MIN_SUCCESS = 0.95
@@ -30,16 +30,12 @@ class Slo:
     def verdict(self, step: Step) -> str | None:
         """None when the step meets the SLO, else why not; "" when it had nothing to judge."""
         m = step.metrics
-        judged = m.get("requests", 0) - step.outcomes.get(schema.CUT_SHORT, 0)
+        judged = m.get("requests", 0) - step.outcomes.get(contract.CUT_SHORT, 0)
         if not judged:
             return ""
-        reasons = []
-        rate = m.get("success_rate")
-        if is_number(rate) and rate < self.min_success:
-            reasons.append(f"success {format_value('ratio', rate)} < {format_value('ratio', self.min_success)}")
-        p95 = m.get("p95_ms")
-        if self.p95_ms is not None and is_number(p95) and p95 > self.p95_ms:
-            reasons.append(f"p95 {format_seconds(p95)} > SLO {format_seconds(self.p95_ms)}")
+        rate, p95 = m.get("success_rate"), m.get("p95_ms")
+        reasons = stats.breaches(rate if is_number(rate) else None, p95 if is_number(p95) else None,
+                                 min_success=self.min_success, slo_p95_ms=self.p95_ms)
         return "; ".join(reasons) if reasons else None
 
 
@@ -143,7 +139,7 @@ def _statuses(codes: dict) -> str:
 
 
 def _invalid_note(step: Step, count: int) -> str:
-    text = step.outcome_errors.get(schema.INVALID, "")
+    text = step.outcome_errors.get(contract.INVALID, "")
     head = text.split(":")[0].strip()
     if head.lower().startswith("invalid") and len(head) <= 40:
         return f"{count} {head}"
@@ -152,19 +148,19 @@ def _invalid_note(step: Step, count: int) -> str:
 
 def outcome_notes(step: Step) -> list[str]:
     notes = []
-    for outcome in schema.FAILURE_OUTCOMES:
+    for outcome in contract.FAILURE_OUTCOMES:
         n = step.outcomes.get(outcome, 0)
         if not n:
             continue
-        if outcome == schema.REJECTED:
+        if outcome == contract.REJECTED:
             notes.append(f"{n} rejected{_statuses(step.statuses.get(outcome, {}))}")
-        elif outcome == schema.INVALID:
+        elif outcome == contract.INVALID:
             notes.append(_invalid_note(step, n))
-        elif outcome == schema.HTTP_ERROR:
+        elif outcome == contract.HTTP_ERROR:
             notes.append(_plural(n, *OUTCOME_NOTE[outcome]) + _statuses(step.statuses.get(outcome, {})))
         else:
             notes.append(_plural(n, *OUTCOME_NOTE[outcome]))
-    other = sum(c for o, c in step.outcomes.items() if o not in schema.OUTCOMES and o != "failed")
+    other = sum(c for o, c in step.outcomes.items() if o not in contract.OUTCOMES and o != "failed")
     if other:
         notes.append(f"{other} with an unknown outcome (counted as failures)")
     return notes
@@ -179,8 +175,8 @@ def _annotate(analysis: Analysis) -> None:
         if not m.get("requests"):
             notes.append("no requests")
         notes.extend(outcome_notes(step))
-        judged = m.get("requests", 0) - step.outcomes.get(schema.CUT_SHORT, 0)
-        if judged and step.outcomes.get(schema.OK, 0) == 0 and analysis.source == "requests.csv":
+        judged = m.get("requests", 0) - step.outcomes.get(contract.CUT_SHORT, 0)
+        if judged and step.outcomes.get(contract.OK, 0) == 0 and analysis.source == "requests.csv":
             notes.append("all failed")
         if step.failures and not seen_failure:
             notes.append("first failures")
@@ -196,7 +192,7 @@ def _annotate(analysis: Analysis) -> None:
         verdict = analysis.verdicts.get(step.stage)
         if verdict:
             notes.append("fails SLO: " + verdict)
-        cut = step.outcomes.get(schema.CUT_SHORT, 0)
+        cut = step.outcomes.get(contract.CUT_SHORT, 0)
         if cut:
             notes.append(f"{cut} cut short by the stop (not in success rate)")
         if step.settled:

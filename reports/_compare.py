@@ -8,9 +8,9 @@ from ._analysis import CONCURRENCY_NOTE, Analysis, analyse
 from ._concurrency import run_mode
 from ._errors import ReportError
 from ._markdown import table
-from ._metrics import METRICS, SIM_SETTINGS, format_settings, format_value, is_number
+from ._step_metrics import STEP_METRICS, SIM_SETTINGS, format_settings, format_value, is_number
 
-COMPARED = tuple(m for m in METRICS if m.compare)
+COMPARED = tuple(m for m in STEP_METRICS if m.compare)
 
 
 def _change(new, old) -> str:

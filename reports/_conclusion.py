@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from scenarios import schema
+from ollama_locust import contract
 
 from ._analysis import Analysis
 from ._concurrency import SERIALISED, SHARED, THRESHOLDS, at_a_time, run_mode
-from ._metrics import SIM_SETTINGS, format_seconds, format_settings, format_value, is_number
+from ._step_metrics import SIM_SETTINGS, format_seconds, format_settings, format_value, is_number
 from ._steps import Step
 
 QUEUE_DOMINATES = 0.5  # queue wait share of a typical request above which NUM_PARALLEL is the lever
@@ -240,12 +240,12 @@ def conclude(a: Analysis) -> dict:
     if is_number(warm.get("load_ms")) and warm["load_ms"] >= COLD_START_MS:
         recs.append(f"Cold start of {format_seconds(warm['load_ms'])} (the warm-up request's model load): set "
                     "OLLAMA_KEEP_ALIVE (e.g. 24h, or -1) so the model stays loaded between users.")
-    rejected = sum(s.outcomes.get(schema.REJECTED, 0) for s in steps)
+    rejected = sum(s.outcomes.get(contract.REJECTED, 0) for s in steps)
     if rejected:
         recs.append(f"{rejected} requests were rejected (429/503 'busy'): Ollama's scheduler queue "
                     "(OLLAMA_MAX_QUEUE, during a model load) or the gateway refused them; clients should retry "
                     "with back-off.")
-    timeouts = sum(s.outcomes.get(schema.TIMEOUT, 0) for s in steps)
+    timeouts = sum(s.outcomes.get(contract.TIMEOUT, 0) for s in steps)
     if timeouts:
         recs.append(f"{timeouts} requests timed out waiting: the queue grew longer than the clients' patience; "
                     "limit concurrency before the server rather than after it.")

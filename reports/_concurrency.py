@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._metrics import is_number
+from ._step_metrics import is_number
 
 SERIALISED = "serialised"
 SHARED = "shared"

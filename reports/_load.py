@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from scenarios import schema
+from ollama_locust import contract
 
 from ._errors import ReportError
 
@@ -123,7 +123,7 @@ def read_csv_complete(path: str, what: str, gaps: list[str], **kwargs):
 
 
 def read_run_json(path: str, gaps: list[str]) -> dict:
-    file = os.path.join(path, schema.RUN_FILE)
+    file = os.path.join(path, contract.RUN_FILE)
     if not os.path.exists(file):
         gaps.append("no run.json: target, model, SLO and warm-up are unknown")
         return {}
@@ -199,17 +199,17 @@ def _truthy(series):
 
 
 def read_stages(path: str, gaps: list[str]):
-    file = os.path.join(path, schema.STAGES_FILE)
+    file = os.path.join(path, contract.STAGES_FILE)
     if not os.path.exists(file):
         return None
-    dtype = {c: ("str" if kind == "str" else "float64") for c, kind, _ in schema.STAGE_COLUMNS}
+    dtype = {c: ("str" if kind == "str" else "float64") for c, kind, _ in contract.STAGE_COLUMNS}
     frame = read_csv_complete(file, "stages.csv", gaps, dtype=dtype, keep_default_na=False, na_values=[""])
     if frame is None or len(frame) == 0:
         return None
     if frame.attrs.get("coerce"):
         import pandas as pd
 
-        for c, kind, _ in schema.STAGE_COLUMNS:
+        for c, kind, _ in contract.STAGE_COLUMNS:
             if c in frame.columns and kind != "str":
                 frame[c] = pd.to_numeric(frame[c], errors="coerce")
     if not {"stage", "users"} <= set(frame.columns):
@@ -247,14 +247,14 @@ def load_run(path: str) -> RunFolder:
         what = "does not exist" if not os.path.exists(path) else "is not a folder"
         raise ReportError(f"{path} {what}; give the run folder written by 'ollama-locust step' or 'locust --csv'")
     folder = RunFolder(path=path)
-    requests_file = os.path.join(path, schema.REQUESTS_FILE)
+    requests_file = os.path.join(path, contract.REQUESTS_FILE)
     has_requests = os.path.exists(requests_file)
     stats, history, notes = find_locust_csv(path)
-    has_run_json = os.path.exists(os.path.join(path, schema.RUN_FILE))
+    has_run_json = os.path.exists(os.path.join(path, contract.RUN_FILE))
     if not has_requests and stats is None and history is None:
         hint = " (run.json is there, but no requests were written)" if has_run_json else ""
         raise ReportError(
-            f"no run in {path}{hint}: no {schema.REQUESTS_FILE} and no Locust *_stats.csv; "
+            f"no run in {path}{hint}: no {contract.REQUESTS_FILE} and no Locust *_stats.csv; "
             "point to a run folder written by 'ollama-locust step' or 'locust --headless --csv PREFIX'"
         )
     if has_requests:

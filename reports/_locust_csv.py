@@ -14,7 +14,7 @@ import math
 import os
 
 from ._load import RunFolder, read_csv_complete
-from ._metrics import METRICS, is_number
+from ._step_metrics import STEP_METRICS, is_number
 from ._steps import Step
 
 WINDOWED = ("Locust's rounded percentiles (about two significant digits) over its ~10 s window at the end "
@@ -33,7 +33,7 @@ def _num(value) -> float:
 
 
 def _empty_metrics() -> dict:
-    return {m.key: math.nan for m in METRICS}
+    return {m.key: math.nan for m in STEP_METRICS}
 
 
 def locust_steps(folder: RunFolder) -> tuple[list[Step], str]:

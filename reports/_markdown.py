@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from scenarios import schema
+from ollama_locust import contract
 
 from ._analysis import CONCURRENCY_NOTE, Analysis
 from ._concurrency import SERIALISED
 from ._conclusion import users_text
-from ._metrics import METRICS, format_seconds, format_value, is_number
+from ._step_metrics import STEP_METRICS, format_seconds, format_value, is_number
 from ._steps import CLIENT_SPLIT, TIME_PARTS
 
 
@@ -22,26 +22,26 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def results_table(a: Analysis) -> str:
-    header = ["Concurrent users"] + [m.label for m in METRICS] + ["Notes"]
+    header = ["Concurrent users"] + [m.label for m in STEP_METRICS] + ["Notes"]
     rows = []
     for step in a.steps:
-        rows.append([step.users_label] + [format_value(m.unit, step.metrics.get(m.key)) for m in METRICS]
+        rows.append([step.users_label] + [format_value(m.unit, step.metrics.get(m.key)) for m in STEP_METRICS]
                     + ["; ".join(step.notes)])
     return table(header, rows)
 
 
 def class_table(a: Analysis) -> str:
-    header = ["Concurrent users", "User class"] + [m.label for m in METRICS]
+    header = ["Concurrent users", "User class"] + [m.label for m in STEP_METRICS]
     rows = []
     for row in a.class_rows:
         users = str(int(row["users"])) if is_number(row["users"]) else "?"
-        rows.append([users, row["user_class"]] + [format_value(m.unit, row["metrics"].get(m.key)) for m in METRICS])
+        rows.append([users, row["user_class"]] + [format_value(m.unit, row["metrics"].get(m.key)) for m in STEP_METRICS])
     return table(header, rows)
 
 
 def error_table(a: Analysis) -> str | None:
-    present = [o for o in schema.OUTCOMES if o != schema.OK and any(s.outcomes.get(o) for s in a.steps)]
-    extra = sorted({o for s in a.steps for o in s.outcomes if o not in schema.OUTCOMES})
+    present = [o for o in contract.OUTCOMES if o != contract.OK and any(s.outcomes.get(o) for s in a.steps)]
+    extra = sorted({o for s in a.steps for o in s.outcomes if o not in contract.OUTCOMES})
     present += extra
     if not present:
         return None

@@ -1,11 +1,11 @@
-"""The figures (PNG, matplotlib's headless Agg backend), drawn from the same METRICS as the table."""
+"""The figures (PNG, matplotlib's headless Agg backend), drawn from the same STEP_METRICS as the table."""
 
 from __future__ import annotations
 
 import os
 
 from ._analysis import Analysis
-from ._metrics import METRICS, is_number
+from ._step_metrics import STEP_METRICS, is_number
 from ._steps import TIME_PARTS
 
 # file name, title, metric plot group, one panel per metric (units or scales differ)
@@ -38,7 +38,7 @@ def draw(a: Analysis, out_dir: str) -> list[tuple[str, str]]:
     written = []
     for name, title, group, panels in FIGURES:
         series = []
-        for m in (m for m in METRICS if m.plot == group):
+        for m in (m for m in STEP_METRICS if m.plot == group):
             pts = [(s.users, s.metrics.get(m.key)) for s in steps if is_number(s.metrics.get(m.key))]
             if pts:
                 series.append((m, pts))

@@ -6,16 +6,14 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from ollama_locust import contract
+
 from ._analysis import Analysis, analyse
 from ._conclusion import conclude
 from ._errors import ReportError
 from ._markdown import render, results_table
-from ._metrics import METRICS, clean
+from ._step_metrics import STEP_METRICS, clean
 from ._steps import CLIENT_SPLIT, TIME_PARTS
-
-RESULTS_MD = "results.md"
-RESULTS_JSON = "results.json"
-
 
 @dataclass
 class Report:
@@ -42,7 +40,7 @@ def _step_json(step) -> dict:
         "stage": step.stage, "users": clean(step.users), "kind": step.kind,
         "start_time": clean(step.start), "end_time": clean(step.end), "settle_s": clean(step.settle_s),
         "duration_s": clean(step.window_s),
-        **{m.key: clean(step.metrics.get(m.key)) for m in METRICS},
+        **{m.key: clean(step.metrics.get(m.key)) for m in STEP_METRICS},
         "outcomes": step.outcomes, "http_statuses": {o: {str(k): v for k, v in c.items()} for o, c in step.statuses.items()},
         "settled_requests": step.settled,
         "top_errors": [{"error": t, "count": n} for t, n in step.top_errors],
@@ -59,7 +57,7 @@ def to_json(a: Analysis, conclusion: dict, plots: list[tuple[str, str]]) -> dict
         "label": a.label,
         "source": a.source,
         "percentiles": a.percentile_text,
-        "metrics": [{"key": m.key, "label": m.label, "unit": m.unit, "how": m.how} for m in METRICS],
+        "metrics": [{"key": m.key, "label": m.label, "unit": m.unit, "how": m.how} for m in STEP_METRICS],
         "time_parts": [{"key": k, "label": label, "how": how} for k, label, how in TIME_PARTS],
         "client_split_parts": [{"key": k, "label": label, "how": how} for k, label, how in CLIENT_SPLIT],
         "slo": {"p95_ms": a.slo.p95_ms, "min_success": a.slo.min_success, "source": a.slo.source},
@@ -98,11 +96,11 @@ def write_report(run_dir: str, *, slo_p95_ms: float | None = None, min_success: 
         markdown = render(a, conclusion, drawn)
         data = to_json(a, conclusion, drawn)
         files = []
-        path = os.path.join(run_dir, RESULTS_MD)
+        path = os.path.join(run_dir, contract.RESULTS_MD)
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(markdown)
         files.append(path)
-        path = os.path.join(run_dir, RESULTS_JSON)
+        path = os.path.join(run_dir, contract.RESULTS_JSON)
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2, ensure_ascii=False, default=str, allow_nan=False)
             fh.write("\n")

@@ -1,7 +1,7 @@
 """From request records to per-step numbers: metrics, notes, error breakdown, time split.
 
 Vectorised: the records are sorted once by step, each step is a slice of plain numpy arrays, and the
-metrics of ``_metrics.METRICS`` run on those slices.
+metrics of ``_metrics.STEP_METRICS`` run on those slices.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scenarios import schema
+from ollama_locust import contract
 
 from ._concurrency import overlap_measures
-from ._metrics import Sample, compute_all, is_number
+from ._step_metrics import Sample, compute_all, is_number
 
 # The parts of one request's time, from Ollama's own durations (ollama-api.md). Order = stacking order.
 TIME_PARTS: tuple[tuple[str, str, str], ...] = (
@@ -39,10 +39,10 @@ CLIENT_SPLIT: tuple[tuple[str, str, str], ...] = (
 )
 
 OUTCOME_NOTE = {
-    schema.TIMEOUT: ("timeout", "timeouts"),
-    schema.HTTP_ERROR: ("HTTP error", "HTTP errors"),
-    schema.STREAM_ERROR: ("stream error", "stream errors"),
-    schema.EMPTY: ("empty reply", "empty replies"),
+    contract.TIMEOUT: ("timeout", "timeouts"),
+    contract.HTTP_ERROR: ("HTTP error", "HTTP errors"),
+    contract.STREAM_ERROR: ("stream error", "stream errors"),
+    contract.EMPTY: ("empty reply", "empty replies"),
 }
 
 
@@ -73,7 +73,7 @@ class Step:
 
     @property
     def failures(self) -> int:
-        return sum(c for o, c in self.outcomes.items() if o not in (schema.OK, schema.CUT_SHORT))
+        return sum(c for o, c in self.outcomes.items() if o not in (contract.OK, contract.CUT_SHORT))
 
 
 def _steps_from_stages(stages, run: dict, record_end: dict) -> list[Step]:
@@ -154,8 +154,8 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
     stage = counted["stage"].to_numpy(dtype="float64")
     outcome = counted["outcome"]
     outcome_str = outcome.astype(object).to_numpy() if len(counted) else np.empty(0, dtype=object)
-    ok = outcome_str == schema.OK
-    cut = outcome_str == schema.CUT_SHORT
+    ok = outcome_str == contract.OK
+    cut = outcome_str == contract.CUT_SHORT
     e2e = counted["e2e_ms"].to_numpy(dtype="float64")
     ttft = counted["ttft_ms"].to_numpy(dtype="float64")
     tps = counted["tokens_per_s"].to_numpy(dtype="float64")
@@ -280,7 +280,7 @@ def build_class_rows(frame, steps: list[Step]) -> list[dict]:
         return []
     stage = counted["stage"].to_numpy(dtype="float64")
     outcome = counted["outcome"].astype(object).to_numpy()
-    ok, cut = outcome == schema.OK, outcome == schema.CUT_SHORT
+    ok, cut = outcome == contract.OK, outcome == contract.CUT_SHORT
     e2e = counted["e2e_ms"].to_numpy(dtype="float64")
     ttft = counted["ttft_ms"].to_numpy(dtype="float64")
     tps = counted["tokens_per_s"].to_numpy(dtype="float64")

@@ -8,50 +8,38 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ollama_locust import contract, options
+
 from ._errors import ReportError
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, like every other error here
         print(f"{self.prog}: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(contract.EXIT_BAD_INPUT)
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (e.g. 0.95), got {text}")
-    return value
-
-
-def _ms(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 ms, got {text}")
-    return value
+def _check_thresholds(parser: argparse.ArgumentParser, args) -> None:
+    if args.min_success is not None and not 0.0 <= args.min_success <= 1.0:
+        parser.error(f"--min-success must be between 0 and 1 (e.g. 0.95), got {args.min_success:g}")
+    if args.slo_p95 is not None and args.slo_p95 <= 0:
+        parser.error(f"--slo-p95 must be > 0 ms, got {args.slo_p95:g}")
 
 
 def _report_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ollama-locust report",
                 description="Turn a run folder into results.md, results.json and plots, and print the table.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run folder (ollama-locust step) or a folder of Locust --csv output")
-    p.add_argument("--slo-p95", type=_ms, default=None, metavar="MS",
-                   help="p95 latency objective in ms (default: run.json slo.p95_ms, else none)")
-    p.add_argument("--min-success", type=_fraction, default=None, metavar="F",
-                   help="success rate below which a step fails (default: run.json slo.min_success, else 0.95)")
+    options.add_report_thresholds(p)
     p.add_argument("--no-plots", action="store_true", help="do not draw the PNG figures")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return p
 
 
 def report_main(argv: list[str] | None = None) -> int:
-    args = _report_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    parser = _report_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    _check_thresholds(parser, args)
     from ._report import write_report
 
     try:
@@ -59,7 +47,7 @@ def report_main(argv: list[str] | None = None) -> int:
                               plots=not args.no_plots)
     except ReportError as err:
         print(f"ollama-locust report: {err}", file=sys.stderr)
-        return 2
+        return contract.EXIT_BAD_INPUT
     if not args.quiet:
         print(report.table_markdown)
         print()
@@ -79,6 +67,6 @@ def compare_main(argv: list[str] | None = None) -> int:
         text = compare_runs(args.run_dirs, out=args.out)
     except ReportError as err:
         print(f"ollama-locust compare: {err}", file=sys.stderr)
-        return 2
+        return contract.EXIT_BAD_INPUT
     print(text, end="")
     return 0

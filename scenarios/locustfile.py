@@ -9,9 +9,9 @@ this file directly, so it works from any install.
 
 from locust import events
 
-from scenarios import plugin
-from scenarios.shapes import LLMShape
-from scenarios.users import BurstyUser, RecipeUser, StudentUser
+from ollama_locust.scenarios import plugin
+from ollama_locust.scenarios.shapes import LLMShape
+from ollama_locust.scenarios.users import BurstyUser, RecipeUser, StudentUser
 
 plugin.register(events)
 

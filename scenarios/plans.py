@@ -82,6 +82,24 @@ def ramp_plan(users: list[int], step_time_s: float) -> list[Stage]:
     return stages
 
 
+PLAN_OPTIONS = ("shape", "steps", "step_time", "settle", "step_spawn_rate", "burst_period")
+
+
+def build_plan(shape: str, steps: str, step_time: str | float, settle: str | float = 0.0,
+               step_spawn_rate: float = 0.0, burst_period: float = 30.0) -> list[Stage] | None:
+    """The plan of a ``--shape`` from its options (the names of ``PLAN_OPTIONS``); None for ``none``."""
+    if shape == "none":
+        return None
+    users = parse_users(steps)
+    step_s = parse_duration(step_time, "--step-time")
+    if shape == "step":
+        return step_plan(users, step_s, parse_duration(settle, "--settle"), step_spawn_rate)
+    if shape == "ramp":
+        return ramp_plan(users, step_s)
+    base, burst = users[0], (users[1] if len(users) > 1 else users[0])
+    return burst_plan(base, burst, burst_period, min(step_s, burst_period / 2), max(1, len(users)))
+
+
 def total_duration(stages: list[Stage]) -> float:
     return sum(stage.duration_s for stage in stages)
 

@@ -12,6 +12,7 @@ the records that made it are written, and the exit code is 130.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -21,26 +22,24 @@ import gevent
 import locust
 from locust.runners import MasterRunner, WorkerRunner
 
-from ollama_locust import __version__
-from scenarios import options, plans, preflight, progress, run_folder, schema
-from scenarios.records import RecordBuffer, RecordSink
-from scenarios.stepping import ShapeController
-from scenarios.timeline import StageTimeline
+from ollama_locust import __version__, contract, options
+from ollama_locust.scenarios import plans, preflight, progress, run_folder
+from ollama_locust.scenarios.record_sink import RecordBuffer, RecordSink
+from ollama_locust.scenarios.stepping import ShapeController
+from ollama_locust.scenarios.timeline import StageTimeline
 
 logger = logging.getLogger(__name__)
 
 SHIP_INTERVAL_S = 1.0
 FLUSH_INTERVAL_S = 1.0
 PROGRESS_INTERVAL_S = 5.0
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 
 
 def fail(message: str) -> None:
     """Bad input: one line on stderr, exit 2 (no traceback)."""
     sys.stderr.write(f"ollama-locust: {message}\n")
     sys.stderr.flush()
-    sys.exit(EXIT_BAD_INPUT)
+    sys.exit(contract.EXIT_BAD_INPUT)
 
 
 def redact_url(url: str | None) -> str | None:
@@ -53,33 +52,22 @@ def redact_url(url: str | None) -> str | None:
     return url
 
 
-def build_plan(environment) -> list[plans.Stage] | None:
-    shape = options.get(environment, "shape")
-    if shape == "none":
-        return None
-    users = plans.parse_users(options.get(environment, "steps"))
-    step_time = plans.parse_duration(options.get(environment, "step_time"), "--step-time")
-    settle = plans.parse_duration(options.get(environment, "settle"), "--settle")
-    if shape == "step":
-        return plans.step_plan(users, step_time, settle, options.get(environment, "step_spawn_rate"))
-    if shape == "ramp":
-        return plans.ramp_plan(users, step_time)
-    period = options.get(environment, "burst_period")
-    base, burst = users[0], (users[1] if len(users) > 1 else users[0])
-    return plans.burst_plan(base, burst, period, min(step_time, period / 2), max(1, len(users)))
+def plan_for(environment) -> list[plans.Stage] | None:
+    """The load plan the environment's options ask for (``plans.build_plan`` over them)."""
+    return plans.build_plan(**{name: options.get(environment, name) for name in plans.PLAN_OPTIONS})
 
 
-class RunRecorder:
+class RunOwner:
     """Master / single-process side of one run."""
 
     def __init__(self, environment):
         self.environment = environment
         self.runner = environment.runner
-        self.plan = build_plan(environment)
+        self.plan = plan_for(environment)
         self.path = run_folder.prepare(options.get(environment, "run_dir")
                                        or run_folder.default_path(options.get(environment, "label")))
-        self.timeline = StageTimeline(f"{self.path}/{schema.STAGES_FILE}")
-        self.sink = RecordSink(f"{self.path}/{schema.REQUESTS_FILE}", self.timeline)
+        self.timeline = StageTimeline(f"{self.path}/{contract.STAGES_FILE}")
+        self.sink = RecordSink(f"{self.path}/{contract.REQUESTS_FILE}", self.timeline)
         self.controller: ShapeController | None = None
         self.interrupted = False
         self.closed = False
@@ -100,8 +88,22 @@ class RunRecorder:
             "warmup": None,
             "simulator": None,
             "run_dir": self.path,
+            **self.context(),
         }
         self.write_info()
+
+    def context(self) -> dict:
+        """What the launcher (``ollama-locust step``) knows and the master cannot: ``--run-context``."""
+        text = options.get(self.environment, "run_context")
+        if not text:
+            return {}
+        try:
+            context = json.loads(text)
+        except ValueError:
+            raise plans.PlanError(f"--run-context is not a JSON object: {text[:60]!r}") from None
+        if not isinstance(context, dict):
+            raise plans.PlanError("--run-context must be a JSON object")
+        return {key: value for key, value in context.items() if value is not None}
 
     def described(self) -> dict:
         """The run.json keys that come from the options and the plan."""
@@ -120,6 +122,15 @@ class RunRecorder:
             "options": options.values(environment.parsed_options),
         }
 
+    def replan(self) -> None:
+        """Rebuild the plan from the options as they are now (the web UI's form just set them); a bad
+        value keeps the previous plan."""
+        try:
+            self.plan = plan_for(self.environment)
+        except plans.PlanError as error:
+            logger.error("ollama-locust: %s (keeping the previous plan)", error)
+        self.configure()
+
     def configure(self) -> None:
         """Apply the plan and options: the drain's stop timeout, the shape controller, run.json.
         At start-up, and again for a run started from the web UI's form."""
@@ -130,7 +141,7 @@ class RunRecorder:
         self.write_info()
 
     def write_info(self) -> None:
-        run_folder.write_json(f"{self.path}/{schema.RUN_FILE}", self.info)
+        run_folder.write_json(f"{self.path}/{contract.RUN_FILE}", self.info)
 
     def check_target(self) -> None:
         environment = self.environment
@@ -238,7 +249,7 @@ class RunRecorder:
             self.info["stopped_on_failure"] = {"stage": controller.failed_stage, "reason": controller.failure_reason}
         self.write_info()
         if self.interrupted:
-            self.environment.process_exit_code = EXIT_INTERRUPTED
+            self.environment.process_exit_code = contract.EXIT_INTERRUPTED
         print(f"{progress.PREFIX} run folder: {self.path} ({self.sink.total} requests)", flush=True)
 
 
@@ -269,15 +280,15 @@ def _setup_worker(environment) -> None:
     gevent.spawn(ship_loop)
 
 
-def _setup_master_or_local(environment, web_ui=None) -> RunRecorder:
+def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
     try:
-        recorder = RunRecorder(environment)
+        recorder = RunOwner(environment)
     except (plans.PlanError, run_folder.RunFolderError) as error:
         fail(str(error))
     environment.llm_run = recorder
     runner = environment.runner
     try:
-        from scenarios.users import check_options
+        from ollama_locust.scenarios.users import check_options
 
         check_options(environment)
     except ValueError as error:
@@ -309,7 +320,7 @@ def _setup_master_or_local(environment, web_ui=None) -> RunRecorder:
     environment.events.quitting.add_listener(lambda environment, **_kw: recorder.finish())
     gevent.spawn(recorder.flush_loop)
     if web_ui is not None:
-        from scenarios import webui
+        from ollama_locust.scenarios import webui
 
         webui.register(environment, web_ui, recorder)
     if headless:

@@ -6,8 +6,8 @@ goes to the run folder.
 
 from __future__ import annotations
 
-from scenarios import schema
-from scenarios.records import StageTally
+from ollama_locust import contract, stats
+from ollama_locust.scenarios.record_sink import StageTally
 
 PREFIX = "[ollama-locust]"
 
@@ -26,10 +26,10 @@ def progress_line(stage_index: int | None, stage_count: int | None, users: int, 
         parts.append(f"{in_flight_users} users running")
     tally = tally or StageTally()
     counted = tally.counted
-    failures = ", ".join(f"{tally.outcomes[o]} {o}" for o in schema.FAILURE_OUTCOMES if tally.outcomes[o])
+    failures = ", ".join(f"{tally.outcomes[o]} {o}" for o in contract.FAILURE_OUTCOMES if tally.outcomes[o])
     parts.append(f"{counted} requests" + (f" ({failures})" if failures else ", no failures"))
-    parts.append(f"p50 {_seconds(tally.percentile(tally.ok_e2e_ms, 50))} p95 {_seconds(tally.percentile(tally.ok_e2e_ms, 95))}")
-    parts.append(f"TTFT p50 {_seconds(tally.percentile(tally.ttft_ms, 50))}")
+    parts.append(f"p50 {_seconds(stats.percentile(sorted(tally.ok_e2e_ms), 50))} p95 {_seconds(stats.percentile(sorted(tally.ok_e2e_ms), 95))}")
+    parts.append(f"TTFT p50 {_seconds(stats.percentile(sorted(tally.ttft_ms), 50))}")
     if time_left_s is not None:
         parts.append(f"{max(time_left_s, 0):.0f}s left")
     return f"{PREFIX} " + " | ".join(parts)

@@ -15,9 +15,9 @@ import logging
 import time
 from typing import Callable
 
-from scenarios import plans
-from scenarios.records import StageTally
-from scenarios.timeline import StageTimeline
+from ollama_locust.scenarios import plans
+from ollama_locust.scenarios.record_sink import StageTally
+from ollama_locust.scenarios.timeline import StageTimeline
 
 logger = logging.getLogger(__name__)
 

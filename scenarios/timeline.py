@@ -11,7 +11,7 @@ import csv
 import os
 from dataclasses import dataclass
 
-from scenarios import schema
+from ollama_locust import contract
 
 
 @dataclass
@@ -22,6 +22,9 @@ class StageSpan:
     end_time: float | None
     settle_s: float
     kind: str
+    users_mean: float | None = None  # filled from the master's user-count samples
+    users_max: int | None = None
+    reached_s: float | None = None
 
 
 class StageTimeline:
@@ -71,10 +74,13 @@ class StageTimeline:
         tmp = self.path + ".tmp"
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(schema.STAGE_COLUMN_NAMES)
+            writer.writerow(contract.STAGE_COLUMN_NAMES)
             for span in self.spans:
                 writer.writerow(
                     [span.stage, span.users, f"{span.start_time:.6f}",
-                     "" if span.end_time is None else f"{span.end_time:.6f}", f"{span.settle_s:g}", span.kind]
+                     "" if span.end_time is None else f"{span.end_time:.6f}", f"{span.settle_s:g}", span.kind,
+                     "" if span.users_mean is None else f"{span.users_mean:.3f}",
+                     "" if span.users_max is None else span.users_max,
+                     "" if span.reached_s is None else f"{span.reached_s:.3f}"]
                 )
         os.replace(tmp, self.path)

@@ -11,7 +11,7 @@
   :func:`trigger_burst` is called (a shape's signal; :func:`fire_burst` reaches every worker).
 
 All use the client chosen by ``--api`` (one keep-alive connection per user) and report every request
-through ``scenarios.recording.report_request`` exactly once, also when a stop cuts it short. Weights are
+through ``scenarios.request_report.report_request`` exactly once, also when a stop cuts it short. Weights are
 class attributes (``weight``); pick classes with ``--class-picker`` or by name on the command line.
 Options are read with ``scenarios.options.get``, so the users work in library mode too.
 """
@@ -30,10 +30,12 @@ import orjson
 from locust import User, task
 from locust.exception import StopUser
 
-from scenarios import options, schema
-from scenarios.clients import make_client
-from scenarios.prompts import load_cached, recipe_prompt
-from scenarios.recording import report_request
+from ollama_locust import contract
+
+from ollama_locust import options
+from ollama_locust.scenarios.clients import make_client
+from ollama_locust.scenarios.prompts import load_cached, recipe_prompt
+from ollama_locust.scenarios.request_report import report_request
 
 logger = logging.getLogger(__name__)
 
@@ -151,13 +153,13 @@ class LLMUser(User):
             if record is not None:
                 self._report(record)
             raise
-        if record["outcome"] == schema.OK and check is not None:
+        if record["outcome"] == contract.OK and check is not None:
             problem = check(text)
             if problem:
-                record["outcome"] = schema.INVALID
+                record["outcome"] = contract.INVALID
                 record["error"] = problem
                 text = ""
-        failed = record["outcome"] in (schema.REJECTED, schema.TIMEOUT, schema.HTTP_ERROR, schema.STREAM_ERROR)
+        failed = record["outcome"] in (contract.REJECTED, contract.TIMEOUT, contract.HTTP_ERROR, contract.STREAM_ERROR)
         self.consecutive_failures = getattr(self, "consecutive_failures", 0) + 1 if failed else 0
         self._report(record)
         return record, text
@@ -195,7 +197,7 @@ class StudentUser(LLMUser):
         self.messages.append({"role": "user", "content": text})
         record, reply = self.ask(self.messages)
         self.turns_left -= 1
-        if record["outcome"] == schema.OK:
+        if record["outcome"] == contract.OK:
             self.messages.append({"role": "assistant", "content": reply})
         else:
             self.messages.pop()  # the question got no answer; the conversation goes on without it

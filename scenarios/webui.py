@@ -35,7 +35,8 @@ import time
 from array import array
 from collections import Counter, deque
 
-from scenarios import schema
+from ollama_locust import contract
+from ollama_locust.stats import percentile
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("userclass", "User class"),
     ("requests", "Requests"),
     ("ok", "OK"),
-    *((outcome.replace("_", ""), outcome) for outcome in schema.FAILURE_OUTCOMES),
+    *((outcome.replace("_", ""), outcome) for outcome in contract.FAILURE_OUTCOMES),
     ("cutshort", "cut_short"),
     ("ttftp50", "TTFT p50 (ms)"),
     ("ttftp95", "TTFT p95 (ms)"),
@@ -64,16 +65,6 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("tpstotal", "Tokens/s total"),
 )
 NA = "n/a"
-
-
-def percentile(ordered, q: float) -> float | None:
-    """The q-th percentile (0-100) of sorted values, linear interpolation (numpy's default, as reports/)."""
-    if not ordered:
-        return None
-    position = (len(ordered) - 1) * q / 100.0
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def _number(value) -> float | None:
@@ -120,7 +111,7 @@ class Group:
     def add(self, record: dict) -> None:
         outcome = record.get("outcome") or ""
         self.outcomes[outcome] += 1
-        if outcome != schema.OK:
+        if outcome != contract.OK:
             return
         for series, column in ((self.ttft, "ttft_ms"), (self.e2e, "e2e_ms"), (self.tps, "tokens_per_s")):
             value = _number(record.get(column))
@@ -130,9 +121,9 @@ class Group:
 
     def row(self, window_s: float | None) -> dict:
         ttft, e2e, tps = self.ttft.sorted(), self.e2e.sorted(), self.tps.sorted()
-        row = {"requests": sum(self.outcomes.values()), "ok": self.outcomes[schema.OK],
-               "cutshort": self.outcomes[schema.CUT_SHORT]}
-        for outcome in schema.FAILURE_OUTCOMES:
+        row = {"requests": sum(self.outcomes.values()), "ok": self.outcomes[contract.OK],
+               "cutshort": self.outcomes[contract.CUT_SHORT]}
+        for outcome in contract.FAILURE_OUTCOMES:
             row[outcome.replace("_", "")] = self.outcomes[outcome]
         row.update(ttftp50=percentile(ttft, 50), ttftp95=percentile(ttft, 95),
                    e2ep50=percentile(e2e, 50), e2ep95=percentile(e2e, 95), tpsrequest=percentile(tps, 50),
@@ -192,7 +183,7 @@ class LiveStats:
                 for old in [index for index in self.stages if index < stage - 1]:
                     del self.stages[old]  # only the current and the previous stage keep samples
             scope.add(record)
-        if record.get("outcome") == schema.OK:
+        if record.get("outcome") == contract.OK:
             self.recent.append((self.clock(), _number(record.get("ttft_ms")), _number(record.get("tokens_per_s")),
                                 int(_number(record.get("output_tokens")) or 0)))
 
@@ -289,7 +280,7 @@ def snapshot_run_folder(run_dir: str, parent: str) -> str:
     os.mkdir(copy)
     for name in os.listdir(run_dir):
         source = os.path.join(run_dir, name)
-        if os.path.isfile(source) and not name.endswith((".png", ".md", ".tmp")) and name != "results.json":
+        if os.path.isfile(source) and not name.endswith((".png", ".md", ".tmp")) and name != contract.RESULTS_JSON:
             shutil.copyfile(source, os.path.join(copy, name))
     return copy
 
@@ -297,21 +288,9 @@ def snapshot_run_folder(run_dir: str, parent: str) -> str:
 def report_markdown(copy: str) -> str:
     """The markdown report of a run-folder snapshot: ``reports.write_report``, the headless runs'
     post-processor (no plots; it writes only into the snapshot, never into the live folder)."""
-    from reports import write_report
+    from ollama_locust.reports import write_report
 
     return write_report(copy, plots=False).markdown
-
-
-def apply_form(environment, recorder) -> None:
-    """A run started from the form: rebuild the plan, shape controller and ``run.json`` from the options
-    the form just set (the plugin built them from the command line at start-up)."""
-    from scenarios import plans, plugin
-
-    try:
-        recorder.plan = plugin.build_plan(environment)
-    except plans.PlanError as error:
-        logger.error("ollama-locust: %s (keeping the previous plan)", error)
-    recorder.configure()
 
 
 def register(environment, web_ui, recorder) -> LiveStats:
@@ -370,7 +349,7 @@ def register(environment, web_ui, recorder) -> LiveStats:
     @auth
     def requests_csv():
         recorder.sink.flush()
-        path = os.path.join(recorder.path, schema.REQUESTS_FILE)
+        path = os.path.join(recorder.path, contract.REQUESTS_FILE)
         if not os.path.exists(path):
             return make_response("no requests.csv yet\n", 404)
         size = os.path.getsize(path)  # the file grows while we send: send what was there now
@@ -385,7 +364,7 @@ def register(environment, web_ui, recorder) -> LiveStats:
                     left -= len(data)
                     yield data
 
-        name = f"{os.path.basename(recorder.path.rstrip('/'))}-{schema.REQUESTS_FILE}"
+        name = f"{os.path.basename(recorder.path.rstrip('/'))}-{contract.REQUESTS_FILE}"
         return Response(chunks(), mimetype="text/csv", headers={
             "Content-Length": str(size), "Content-Disposition": f"attachment; filename={name}",
             "Cache-Control": "no-store"})
@@ -393,7 +372,7 @@ def register(environment, web_ui, recorder) -> LiveStats:
     @blueprint.route("/report.md")
     @auth
     def report():
-        from reports import ReportError
+        from ollama_locust.reports import ReportError
 
         with tempfile.TemporaryDirectory(prefix="llm-report-") as parent:
             recorder.sink.flush()
@@ -402,7 +381,7 @@ def register(environment, web_ui, recorder) -> LiveStats:
                 markdown = gevent.get_hub().threadpool.apply(report_markdown, (copy,))
             except ReportError as error:
                 return make_response(f"no report yet: {error}\n", 409)
-        name = f"{os.path.basename(recorder.path.rstrip('/'))}-results.md"
+        name = f"{os.path.basename(recorder.path.rstrip('/'))}-{contract.RESULTS_MD}"
         return Response(markdown, mimetype="text/markdown", headers={
             "Content-Disposition": f"attachment; filename={name}", "Cache-Control": "no-store"})
 
@@ -423,7 +402,7 @@ def register(environment, web_ui, recorder) -> LiveStats:
             return web_ui.app.response_class(json.dumps(data), mimetype="application/json")
         if endpoint == "locust.swarm" and g.get("llm_new_run") and environment.shape_class is not None:
             try:
-                apply_form(environment, recorder)
+                recorder.replan()
             except Exception:
                 logger.exception("ollama-locust: could not apply the form's options")
         if endpoint == "locust.index" and response.status_code == 200 and response.mimetype == "text/html":

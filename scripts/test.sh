@@ -20,7 +20,7 @@ fi
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
 python -m pip install -q --disable-pip-version-check -e ".[test,engine]"
 
-# llama.cpp's C++ server (llama-server --parallel 2: real batching, tests/engine/test_llama_server_batching.py),
+# llama.cpp's C++ server (llama-server --parallel 2: real batching, tests/e2e/engine/test_llama_server_batching.py),
 # compiled from the same llama-cpp-python sdist the first time (~5.5 min on 2 cores), then taken from
 # ${XDG_CACHE_HOME:-~/.cache}/ollama-locust/. A set OLLAMA_LOCUST_LLAMA_SERVER names a binary to use instead.
 # A failed build stops here: the tests never run without it.

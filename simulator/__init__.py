@@ -3,9 +3,9 @@
 Imports neither locust nor gevent, so it can run next to (or inside the tests of) the load side.
 """
 
-from simulator.config import SETTINGS, ConfigError, SimConfig
-from simulator.profiles import PROFILES, Profile
-from simulator.server import SimProcess, SimStartError, run_in_thread, start_process
+from ollama_locust.simulator.config import SETTINGS, ConfigError, SimConfig
+from ollama_locust.simulator.profiles import PROFILES, Profile
+from ollama_locust.simulator.server import SimProcess, SimStartError, run_in_thread, start_process
 
 __all__ = sorted(["ConfigError", "PROFILES", "Profile", "SETTINGS", "SimConfig", "SimProcess", "SimStartError",
                   "run_in_thread", "start_process"])

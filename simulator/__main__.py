@@ -1,5 +1,5 @@
 import sys
 
-from simulator.cli import main
+from ollama_locust.simulator.cli import main
 
 sys.exit(main())

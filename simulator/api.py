@@ -19,10 +19,10 @@ from datetime import datetime, timezone
 
 import orjson
 
-from simulator.config import SimConfig, normalize_model, parse_keep_alive
-from simulator.engine import DEFAULT_NUM_CTX, Busy, Job, LoadFailed, Scheduler
-from simulator.http import LAST_CHUNK, Conn, Request, chunk
-from simulator.text import (CHAT_TEMPLATE_TOKENS, GENERATE_TEMPLATE_TOKENS, content_text, count_prompt_tokens,
+from ollama_locust.simulator.config import SimConfig, normalize_model, parse_keep_alive
+from ollama_locust.simulator.scheduler import DEFAULT_NUM_CTX, Busy, Job, LoadFailed, Scheduler
+from ollama_locust.simulator.http import LAST_CHUNK, Conn, Request, chunk
+from ollama_locust.simulator.text import (CHAT_TEMPLATE_TOKENS, GENERATE_TEMPLATE_TOKENS, content_text, count_prompt_tokens,
                             reply_length, reply_tokens)
 
 JSON = b"application/json; charset=utf-8"
@@ -123,7 +123,7 @@ class App:
         self.models = cfg.model_names()
         self.engine = None  # with --engine llama-cpp: real inference (simulator/llama_runner.py)
         if cfg.engine == "llama-cpp":
-            from simulator.llama_runner import LlamaEngine
+            from ollama_locust.simulator.llama_runner import LlamaEngine
             self.engine = LlamaEngine(cfg)
         self.sched = Scheduler(profile=self.profile, models=self.models, num_parallel=cfg.num_parallel,
                                max_queue=cfg.max_queue, default_keep_alive=cfg.keep_alive_seconds(),
@@ -408,7 +408,7 @@ class App:
             if p["empty"] and not openai:
                 return self._load_only(conn, kind, p, runner, arrival, handed, rec)
             if ereq is not None:  # real inference: the text, its length and the stop reason come from the engine
-                from simulator.llama_runner import LlamaJob
+                from ollama_locust.simulator.llama_runner import LlamaJob
                 out = Output(self, conn, kind, p, [], rid)
                 job = LlamaJob(ereq, out.emit if p["stream"] else _no_emit, out.add_token)
                 n, reason = job.n_out, "stop"
@@ -506,7 +506,7 @@ class App:
         rec.update(status=200, outcome="ok", done_reason=reason, last_byte_sent=time.time())
 
     def _engine_request(self, body: dict, kind: str, p: dict):
-        from simulator.llama_runner import RequestError, engine_request
+        from ollama_locust.simulator.llama_runner import RequestError, engine_request
         try:
             return engine_request(body, kind, p)
         except RequestError as e:

@@ -1,4 +1,4 @@
-"""``ollama-locust sim`` / ``python -m simulator``: parse, validate, serve until SIGINT/SIGTERM."""
+"""``ollama-locust sim`` / ``python -m ollama_locust.simulator``: parse, validate, serve until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import errno
 import signal
 import sys
 
-from simulator.config import ConfigError, config_from_args
-from simulator.server import listening_line, new_event_loop, serve
+from ollama_locust import contract
+from ollama_locust.simulator.config import ConfigError, config_from_args
+from ollama_locust.simulator.server import listening_line, new_event_loop, serve
 
 
-def _fail(message: str, code: int = 2) -> int:
+def _fail(message: str, code: int = contract.EXIT_BAD_INPUT) -> int:
     print(f"ollama-locust sim: {message}", file=sys.stderr, flush=True)
     return code
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         return _fail(str(e))
     if cfg.engine == "llama-cpp":  # llama-cpp-python installed, and llama.cpp can load the file?
-        from simulator.llama_runner import probe_model
+        from ollama_locust.simulator.llama_runner import probe_model
         try:
             probe_model(cfg.model_file)
         except ConfigError as e:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
-from simulator.profiles import DEFAULT_PROFILE, PROFILES, Profile, with_overrides
+from ollama_locust.simulator.profiles import DEFAULT_PROFILE, PROFILES, Profile, with_overrides
 
 
 class ConfigError(ValueError):

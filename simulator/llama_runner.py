@@ -1,7 +1,7 @@
 """The real engine behind the simulator's API: ``ollama-locust sim --engine llama-cpp --model-file M``.
 
 The HTTP API, the scheduler queue (MAX_QUEUE), the NUM_PARALLEL slots with their FIFO wait, keep-alive
-and the faults stay the simulator's (``api.py``, ``engine.py``). What changes is the runner the
+and the faults stay the simulator's (``api.py``, ``scheduler.py``). What changes is the runner the
 scheduler builds (``LlamaEngine.runner``):
 
 * loading it is a real ``llama_cpp.Llama(M, n_ctx=num_ctx)`` (so ``load_duration`` is the real load),
@@ -41,12 +41,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from simulator.config import ConfigError, SimConfig
-from simulator.engine import Job, LoadFailed, Runner, Scheduler, created_at
-from simulator.text import content_text
+from ollama_locust.simulator.config import ConfigError, SimConfig
+from ollama_locust.simulator.scheduler import Job, LoadFailed, Runner, Scheduler, created_at
+from ollama_locust.simulator.text import content_text
 
 INSTALL_HINT = "install it with: pip install -e .[engine]"
-_now = time.monotonic  # the same clock as engine.py's job times
+_now = time.monotonic  # the same clock as scheduler.py's job times
 
 # Ollama's sampling defaults (api/types.go DefaultOptions) and the OpenAI-compatible layer's
 # (openai/openai.go: temperature and top_p 1.0 unless the request sets them).

@@ -1,6 +1,6 @@
 """The timing model: a table of profiles named after real set-ups, and pure functions over it.
 
-Nothing here does I/O or reads a clock. The server (``engine.py``) only executes what these
+Nothing here does I/O or reads a clock. The server (``scheduler.py``) only executes what these
 functions say: how long a model load takes, how long a prompt's prefill stalls the batch, and how
 long one decode step lasts when ``n`` slots are busy (``t1 · (1 + β (n − 1))``, one token per busy
 slot per step). ``plan_single`` is the plan for a request that runs alone, used by the docs and tests.

@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
-from simulator.api import App
-from simulator.config import SimConfig
-from simulator.http import Conn
+from ollama_locust.simulator.api import App
+from ollama_locust.simulator.config import SimConfig
+from ollama_locust.simulator.http import Conn
 
 LISTENING_PREFIX = "ollama-locust sim: listening on "
 
@@ -131,12 +131,12 @@ class SimProcess:
 @contextlib.contextmanager
 def start_process(args: list[str] | tuple[str, ...] = (), *, timeout: float = 20.0, env: dict | None = None,
                   cpu: int | None = None) -> Iterator[SimProcess]:
-    """Spawn ``python -m simulator --port 0 ARGS``, wait for its listening line, terminate it on exit.
+    """Spawn ``python -m ollama_locust.simulator --port 0 ARGS``, wait for its listening line, terminate it on exit.
 
     ``cpu`` pins the child to one CPU (Linux). Raises SimStartError if it exits or stays silent.
     """
     stderr_file = tempfile.NamedTemporaryFile(prefix="ollama-locust-sim-", suffix=".stderr", delete=False)
-    cmd = [sys.executable, "-m", "simulator", "--port", "0", *args]
+    cmd = [sys.executable, "-m", "ollama_locust.simulator", "--port", "0", *args]
     preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file, stdin=subprocess.DEVNULL,
                             env=env, text=True, bufsize=1, preexec_fn=preexec)

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from simulator import SimConfig, run_in_thread, start_process
+from ollama_locust.simulator import SimConfig, run_in_thread, start_process
 
 
 @pytest.fixture
@@ -34,3 +34,25 @@ def sim_process():
                 argv += [flag] if value is True else [flag, str(value)]
             return stack.enter_context(start_process(argv))
         yield start
+
+
+# Markers by folder (pyproject.toml registers them): everything under tests/e2e/ is `slow` (real locust
+# processes, seconds to minutes each); `engine` = llama.cpp, `browser` = headless Chromium, `gateway` = nginx.
+# The fast subset: `python -m pytest -m "not slow"`.
+FOLDER_MARKERS = {"engine": "engine", "webui": "browser", "deploy": "gateway"}
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_dir = config.rootpath / "tests"
+    for item in items:
+        try:
+            parts = item.path.relative_to(tests_dir).parts
+        except ValueError:
+            continue
+        if parts[0] != "e2e":
+            continue
+        item.add_marker(pytest.mark.slow)
+        if len(parts) > 2 and parts[1] in FOLDER_MARKERS:
+            item.add_marker(getattr(pytest.mark, FOLDER_MARKERS[parts[1]]))
+        if "nginx_gateway" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.gateway)

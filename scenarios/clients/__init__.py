@@ -5,7 +5,7 @@
     client.close()
 
 ``record`` has the schema columns the client measured (``RECORD_FIELDS``); hand it to
-``scenarios.recording.report_request``. Modules: ``transport`` (HTTP/1.1 over gevent sockets),
+``scenarios.request_report.report_request``. Modules: ``transport`` (HTTP/1.1 over gevent sockets),
 ``streams`` (NDJSON/SSE/JSON decoders, pure), ``base`` (one request: timeouts, outcome, metrics),
 ``llm`` (the Ollama and OpenAI clients), ``gateway`` (the app gateway client).
 """
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 
-from scenarios.clients.base import RECORD_FIELDS, exchange, new_record
-from scenarios.clients.gateway import GatewayClient, GatewayConfigError, load_template
-from scenarios.clients.llm import LLMClient, OllamaChatClient, OllamaGenerateClient, OpenAIClient, transcript
-from scenarios.clients.streams import MAX_LINE, DocumentDecoder, NDJSONDecoder, SSEDecoder, StreamError
+from ollama_locust.scenarios.clients.base import RECORD_FIELDS, exchange, new_record
+from ollama_locust.scenarios.clients.gateway import GatewayClient, GatewayConfigError, load_template
+from ollama_locust.scenarios.clients.llm import LLMClient, OllamaChatClient, OllamaGenerateClient, OpenAIClient, transcript
+from ollama_locust.scenarios.clients.streams import MAX_LINE, DocumentDecoder, NDJSONDecoder, SSEDecoder, StreamError
 
 CLIENTS: dict[str, type[LLMClient]] = {
     "ollama-chat": OllamaChatClient,
@@ -53,7 +53,7 @@ _templates: dict[str, object] = {}
 
 def api_key(environment) -> str | None:
     """The bearer key from the environment variable named by ``--api-key-env`` (never an option value)."""
-    from scenarios import options
+    from ollama_locust import options
 
     name = options.get(environment, "api_key_env")
     return os.environ.get(name) if name else None
@@ -64,7 +64,7 @@ def make_client(environment, host: str | None = None, api: str | None = None) ->
 
     Raises ``ValueError`` (``GatewayConfigError`` for the gateway options) when they are unusable.
     """
-    from scenarios import options
+    from ollama_locust import options
 
     api = api or options.get(environment, "api")
     if api not in CLIENTS:

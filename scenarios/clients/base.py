@@ -3,7 +3,7 @@
 :func:`exchange` sends one request on a :class:`~scenarios.clients.transport.Connection`, reads the
 reply into a decoder (``scenarios.clients.streams``), bounds it with two ``gevent.Timeout``s (first
 token, whole request), classifies the outcome and fills the record's metrics through
-:mod:`scenarios.metrics`. It never lets an ``Exception`` escape: every failure becomes an outcome.
+:mod:`scenarios.request_metrics`. It never lets an ``Exception`` escape: every failure becomes an outcome.
 
 A ``BaseException`` that is not ours (``GreenletExit`` when Locust stops the user, a foreign
 ``gevent.Timeout``, ``KeyboardInterrupt``) is re-raised after the record was completed as ``cut_short``;
@@ -16,9 +16,11 @@ import time
 
 import gevent
 
-from scenarios import metrics, schema
-from scenarios.clients.streams import Decoder, StreamError, error_text
-from scenarios.clients.transport import Connection, TransportError
+from ollama_locust import contract
+
+from ollama_locust.scenarios import request_metrics
+from ollama_locust.scenarios.clients.streams import Decoder, StreamError, error_text
+from ollama_locust.scenarios.clients.transport import Connection, TransportError
 
 ERROR_BODY_LIMIT = 64 * 1024
 _perf = time.perf_counter
@@ -38,7 +40,7 @@ def new_record(api: str, model: str, request_id: str) -> dict:
 
 def classify_status(status: int) -> str:
     """The outcome of a non-2xx status: rejected for 429/503 ('busy'), http_error otherwise."""
-    return schema.REJECTED if status in (429, 503) else schema.HTTP_ERROR
+    return contract.REJECTED if status in (429, 503) else contract.HTTP_ERROR
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -71,22 +73,22 @@ def error_message(status: int, content_type: str, body: bytes, path: str) -> str
 
 
 def fill_metrics(record: dict, t_sent: float, t_end: float, decoder: Decoder | None) -> None:
-    """Compute the record's metrics (scenarios.metrics) from the decoder's raw facts."""
-    record["e2e_ms"] = metrics.e2e_ms(t_sent, t_end)
+    """Compute the record's metrics (scenarios.request_metrics) from the decoder's raw facts."""
+    record["e2e_ms"] = request_metrics.e2e_ms(t_sent, t_end)
     if decoder is None:
         return
     if decoder.streamed:
-        record["ttft_ms"] = metrics.ttft_ms(t_sent, decoder.t_first)
-        record["itl_ms"] = metrics.itl_ms(decoder.t_first, decoder.t_last, decoder.chunks)
+        record["ttft_ms"] = request_metrics.ttft_ms(t_sent, decoder.t_first)
+        record["itl_ms"] = request_metrics.itl_ms(decoder.t_first, decoder.t_last, decoder.chunks)
     if decoder.streamed or decoder.completion_tokens is not None:
-        tokens, estimated = metrics.output_tokens(decoder.completion_tokens, decoder.chunks)
+        tokens, estimated = request_metrics.output_tokens(decoder.completion_tokens, decoder.chunks)
         record["output_tokens"] = tokens
         record["tokens_estimated"] = estimated
     record["prompt_tokens"] = decoder.prompt_tokens
-    record["tokens_per_s"] = metrics.tokens_per_s(record["output_tokens"], record["e2e_ms"], record["ttft_ms"])
+    record["tokens_per_s"] = request_metrics.tokens_per_s(record["output_tokens"], record["e2e_ms"], record["ttft_ms"])
     record["done_reason"] = decoder.done_reason
     if decoder.final is not None:
-        record.update(metrics.server_split(decoder.final))
+        record.update(request_metrics.server_split(decoder.final))
 
 
 def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: dict,
@@ -122,7 +124,7 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
         if isinstance(chosen, str):
             t_end = _perf()
             response.abandon()
-            record["outcome"] = schema.INVALID
+            record["outcome"] = contract.INVALID
             record["error"] = chosen
             return ""
         decoder = chosen
@@ -152,10 +154,10 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
             response.release()
         fill_metrics(record, t_sent, t_end, decoder)
         if decoder.chunks == 0:
-            record["outcome"] = schema.EMPTY
+            record["outcome"] = contract.EMPTY
             record["error"] = "the reply had no content"
             return ""
-        record["outcome"] = schema.OK
+        record["outcome"] = contract.OK
         return decoder.text
     except gevent.Timeout as exc:
         if exc is not total and exc is not first:
@@ -164,7 +166,7 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
         t_end = _perf()
         conn.close()
         fill_metrics(record, t_sent, t_end, decoder)
-        record["outcome"] = schema.TIMEOUT
+        record["outcome"] = contract.TIMEOUT
         if exc is first:
             record["error"] = f"no first token within {first_token_timeout:g}s (--first-token-timeout)"
         else:
@@ -174,21 +176,21 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
         t_end = _perf()
         conn.close()
         fill_metrics(record, t_sent, t_end, decoder)
-        record["outcome"] = schema.HTTP_ERROR if exc.before_status else schema.STREAM_ERROR
+        record["outcome"] = contract.HTTP_ERROR if exc.before_status else contract.STREAM_ERROR
         record["error"] = _one_line(str(exc))
         return ""
     except StreamError as exc:
         t_end = _perf()
         conn.close()
         fill_metrics(record, t_sent, t_end, decoder)
-        record["outcome"] = schema.STREAM_ERROR
+        record["outcome"] = contract.STREAM_ERROR
         record["error"] = _one_line(str(exc))
         return ""
     except Exception as exc:  # a bug or an unexpected library error: still one record, never an escape
         t_end = _perf()
         conn.close()
         fill_metrics(record, t_sent, t_end, decoder)
-        record["outcome"] = schema.STREAM_ERROR if record["http_status"] else schema.HTTP_ERROR
+        record["outcome"] = contract.STREAM_ERROR if record["http_status"] else contract.HTTP_ERROR
         record["error"] = _one_line(f"{type(exc).__name__}: {exc}")
         return ""
     except BaseException as exc:
@@ -222,7 +224,7 @@ def _cut_short(record: dict, t_sent: float, decoder, conn: Connection, exc: Base
         fill_metrics(record, t_sent, _perf(), decoder)
     except Exception:
         pass
-    record["outcome"] = schema.CUT_SHORT
+    record["outcome"] = contract.CUT_SHORT
     record["error"] = f"stopped while running ({type(exc).__name__})"
     try:
         exc.llm_record = record

@@ -20,8 +20,8 @@ import codecs
 
 import orjson
 
-from scenarios.clients.llm import LLMClient, transcript
-from scenarios.clients.streams import Decoder, DocumentDecoder, NDJSONDecoder, SSEDecoder
+from ollama_locust.scenarios.clients.llm import LLMClient, transcript
+from ollama_locust.scenarios.clients.streams import Decoder, DocumentDecoder, NDJSONDecoder, SSEDecoder
 
 DEFAULT_TEMPLATE = {"model": "{{model}}", "messages": [{"role": "user", "content": "{{prompt}}"}], "stream": True}
 STREAM_MODES = ("auto", "ndjson", "sse", "json")

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import orjson
 
-from scenarios.clients.base import exchange, new_record
-from scenarios.clients.streams import DocumentDecoder, NDJSONDecoder, SSEDecoder
-from scenarios.clients.transport import Connection
-from scenarios.recording import next_request_id
+from ollama_locust.scenarios.clients.base import exchange, new_record
+from ollama_locust.scenarios.clients.streams import DocumentDecoder, NDJSONDecoder, SSEDecoder
+from ollama_locust.scenarios.clients.transport import Connection
+from ollama_locust.scenarios.request_report import next_request_id
 
 _dumps = orjson.dumps
 
@@ -74,9 +74,9 @@ class LLMClient:
         try:
             body = self.body(messages, json_format)
         except Exception as exc:  # a bad template value etc.: still a record
-            from scenarios import schema
+            from ollama_locust import contract
 
-            record["outcome"] = schema.INVALID
+            record["outcome"] = contract.INVALID
             record["error"] = f"cannot build the request: {exc}"
             record["e2e_ms"] = 0.0
             return record, ""

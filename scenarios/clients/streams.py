@@ -53,7 +53,7 @@ def dig(obj, path: tuple[str, ...]):
 
 
 class Decoder:
-    """Common state of every decoder (the raw facts for :mod:`scenarios.metrics`)."""
+    """Common state of every decoder (the raw facts for :mod:`scenarios.request_metrics`)."""
 
     kind = "?"
 

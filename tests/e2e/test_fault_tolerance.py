@@ -19,7 +19,7 @@ import time
 import psutil
 import pytest
 
-from simulator import start_process
+from ollama_locust.simulator import start_process
 from tests.e2e.helpers import (
     LOAD,
     REPO,

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from scenarios import schema
+from ollama_locust import contract
 
 T0 = 1_790_000_000.0
 
@@ -16,13 +16,13 @@ T0 = 1_790_000_000.0
 def record(stage: int, users: int, e2e_ms, *, outcome="ok", ttft_ms=None, tokens=100, tps=None, start=None,
            settle=False, user_class="StudentUser", status=None, error="", load_ms=None, prompt_eval_ms=None,
            eval_ms=None, total_ms=None, queue_ms=None, **extra) -> dict:
-    row = {name: "" for name in schema.COLUMN_NAMES}
+    row = {name: "" for name in contract.COLUMN_NAMES}
     row.update({
         "request_id": f"local-{id(row)}", "worker": "local", "user_class": user_class, "api": "ollama-chat",
         "model": "m", "stage": stage, "stage_users": users, "settle": settle,
         "start_time": T0 + stage * 100 + 20 if start is None else start, "outcome": outcome,
-        "http_status": (200 if outcome != schema.REJECTED else 503) if status is None else status,
-        "ttft_ms": ttft_ms, "e2e_ms": e2e_ms, "output_tokens": tokens if outcome == schema.OK else 0,
+        "http_status": (200 if outcome != contract.REJECTED else 503) if status is None else status,
+        "ttft_ms": ttft_ms, "e2e_ms": e2e_ms, "output_tokens": tokens if outcome == contract.OK else 0,
         "tokens_per_s": tps, "load_ms": load_ms, "prompt_eval_ms": prompt_eval_ms, "eval_ms": eval_ms,
         "server_total_ms": total_ms, "queue_wait_ms": queue_ms, "error": error,
     })
@@ -38,17 +38,17 @@ def stage_rows(users: list[int], *, duration=100.0, settle_s=0.0) -> list[dict]:
 def write_run(path, records, stages=None, run=None) -> str:
     path = str(path)
     os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, schema.REQUESTS_FILE), "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=schema.COLUMN_NAMES)
+    with open(os.path.join(path, contract.REQUESTS_FILE), "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=contract.COLUMN_NAMES)
         writer.writeheader()
         writer.writerows(records)
     if stages is not None:
-        with open(os.path.join(path, schema.STAGES_FILE), "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=schema.STAGE_COLUMN_NAMES)
+        with open(os.path.join(path, contract.STAGES_FILE), "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=contract.STAGE_COLUMN_NAMES)
             writer.writeheader()
             writer.writerows(stages)
     if run is not None:
-        with open(os.path.join(path, schema.RUN_FILE), "w") as fh:
+        with open(os.path.join(path, contract.RUN_FILE), "w") as fh:
             json.dump(run, fh)
     return path
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reports import ReportError, compare_runs
-from reports.cli import compare_main
+from ollama_locust.reports import ReportError, compare_runs
+from ollama_locust.reports.cli import compare_main
 from tests.reports.conftest import T0, record, stage_rows
 
 USERS = [1, 2, 4]

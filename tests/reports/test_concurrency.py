@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from reports import analyse, compare_runs, write_report
-from reports._concurrency import MIN_OK_REQUESTS, overlap_measures
-from reports._metrics import format_seconds
+from ollama_locust.reports import analyse, compare_runs, write_report
+from ollama_locust.reports._concurrency import MIN_OK_REQUESTS, overlap_measures
+from ollama_locust.reports._step_metrics import format_seconds
 from tests.reports.conftest import closed_loop, record, stage_rows
 
 USERS = [1, 2, 4, 8]

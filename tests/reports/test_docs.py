@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from reports import METRICS, PERCENTILE_METHOD
-from reports._steps import TIME_PARTS
+from ollama_locust.reports import STEP_METRICS, PERCENTILE_METHOD
+from ollama_locust.reports._steps import TIME_PARTS
 
 DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "reports.md")
 
@@ -13,7 +13,7 @@ DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "reports.md")
 def test_every_metric_and_time_part_is_documented():
     with open(DOC, encoding="utf-8") as fh:
         text = fh.read()
-    for m in METRICS:
+    for m in STEP_METRICS:
         assert f"| {m.label} | `{m.key}` | {m.unit} | {m.how} |" in text, m.key
     for key, label, how in TIME_PARTS:
         assert f"| {label} | `{key}` | {how} |" in text, key
@@ -21,8 +21,8 @@ def test_every_metric_and_time_part_is_documented():
 
 
 def test_client_split_and_concurrency_thresholds_are_documented():
-    from reports import _concurrency
-    from reports._steps import CLIENT_SPLIT
+    from ollama_locust.reports import _concurrency
+    from ollama_locust.reports._steps import CLIENT_SPLIT
 
     with open(DOC, encoding="utf-8") as fh:
         text = fh.read()

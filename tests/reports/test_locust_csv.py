@@ -12,8 +12,8 @@ import threading
 
 import pytest
 
-from reports import write_report
-from reports.cli import compare_main
+from ollama_locust.reports import write_report
+from ollama_locust.reports.cli import compare_main
 
 LOCUSTFILE = textwrap.dedent("""
     from locust import HttpUser, constant, task

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from reports import METRICS, analyse, write_report
+from ollama_locust.reports import STEP_METRICS, analyse, write_report
 from tests.reports.conftest import T0, record, stage_rows
 from tests.reports.conftest import read_text as _read
 
@@ -17,7 +17,7 @@ from tests.reports.conftest import read_text as _read
 def test_public_surface_is_sorted_and_import_light():
     import subprocess
 
-    import reports
+    from ollama_locust import reports
 
     assert reports.__all__ == sorted(reports.__all__)
     code = ("import sys, reports, reports.cli; "
@@ -83,8 +83,8 @@ def test_results_json_and_markdown_loop_over_the_same_metrics(make_run):
     assert header == ("| Concurrent users | Requests | Success rate | Avg | p50 | p95 | Max | TTFT p50 | TTFT p95 | "
                       "Tokens/s (per request) | Tokens/s (total) | Req/s | Notes |")
     data = json.loads(_read(os.path.join(path, "results.json")))
-    assert [m["key"] for m in data["metrics"]] == [m.key for m in METRICS]
-    for m in METRICS:
+    assert [m["key"] for m in data["metrics"]] == [m.key for m in STEP_METRICS]
+    for m in STEP_METRICS:
         assert m.key in data["steps"][0]
     notes = data["steps"][1]["notes"]
     assert "1 invalid recipe JSON" in notes and any(n.startswith("p95 2.6× baseline") for n in notes)

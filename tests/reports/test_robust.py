@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from reports import ReportError, write_report
-from reports.cli import compare_main, report_main
+from ollama_locust.reports import ReportError, write_report
+from ollama_locust.reports.cli import compare_main, report_main
 from tests.reports.conftest import record, stage_rows
 from tests.reports.conftest import read_text as _read
 

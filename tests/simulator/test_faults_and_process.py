@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from simulator import SimStartError, start_process
+from ollama_locust.simulator import SimStartError, start_process
 
 N = 200
 
@@ -104,7 +104,7 @@ def test_process_prints_the_listening_line_and_stops_cleanly_on_sigterm():
 
 
 def test_sigint_and_listening_line_format():
-    proc = subprocess.Popen([sys.executable, "-m", "simulator", "--port", "0", "--profile", "pi5-llama3.2-3b",
+    proc = subprocess.Popen([sys.executable, "-m", "ollama_locust.simulator", "--port", "0", "--profile", "pi5-llama3.2-3b",
                              "--max-queue", "7"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline().rstrip("\n")
@@ -124,7 +124,7 @@ def test_sigint_and_listening_line_format():
     (["--profile", "gpu"], "ollama-locust sim: --profile: unknown profile 'gpu'; available:"),
 ])
 def test_bad_flags_one_line_exit_2(args, message):
-    r = subprocess.run([sys.executable, "-m", "simulator", *args], capture_output=True, text=True, timeout=30)
+    r = subprocess.run([sys.executable, "-m", "ollama_locust.simulator", *args], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert r.stderr.startswith(message) and r.stderr.count("\n") == 1 and r.stdout == ""
 

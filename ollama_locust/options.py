@@ -1,0 +1,167 @@
+"""The project's Locust options, declared once (below both the load side and the reports).
+
+Each row becomes a Locust command-line option (registered through ``init_command_line_parser``), so it
+works the same on the command line, in ``locust.conf``, as an environment variable (``LOCUST_<NAME>``)
+and in the web UI's start form; the master forwards them to workers. ``ollama-locust step`` adds the
+same rows to its parser without defaults (:func:`add_passthrough`) and hands on exactly what was given
+(:func:`given_flags`), so ``locust.conf`` and env vars still apply; ``ollama-locust report`` takes its
+threshold flags from the same rows (:func:`add_report_thresholds`).
+
+API keys are never options: they are read from the environment variable named by ``--api-key-env``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    default: Any
+    help: str
+    type: type = str
+    choices: tuple[str, ...] | None = None
+    web_ui: bool = True
+    is_flag: bool = False  # a store_true switch
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def env_var(self) -> str:
+        return "LOCUST_" + self.dest.upper()
+
+
+APIS = ("ollama-chat", "ollama-generate", "openai", "gateway")
+SHAPES = ("none", "step", "burst", "ramp")
+
+LOAD_OPTIONS: tuple[Option, ...] = (
+    Option("--model", "llama3.2", "model to ask (must be present on the target)"),
+    Option("--api", "ollama-chat", "which API the users call", choices=APIS),
+    Option("--num-predict", 0, "max output tokens per request (options.num_predict / max_tokens); 0 = the server's default", int),
+    Option("--prompts", "", "prompt set file (JSON/JSONL) replacing the built-in sets"),
+    Option("--think-time", "1,5", "seconds a user reads/thinks between requests: 'S' or 'MIN,MAX'"),
+    Option("--request-timeout", 300.0, "seconds a whole request may take before it counts as a timeout", float),
+    Option("--first-token-timeout", 120.0, "seconds to the first token before a request counts as a timeout", float),
+    Option("--api-key-env", "OLLAMA_LOCUST_API_KEY", "name of the environment variable holding a bearer key for the openai/gateway API (the key itself is never an option)"),
+    Option("--gateway-path", "/api/chat", "path of the app gateway endpoint (--api gateway)"),
+    Option("--gateway-payload", "", "JSON template file for the gateway request; placeholders {{prompt}} and {{model}}"),
+    Option("--gateway-field", "", "dotted path of the reply text in the gateway's JSON answer (non-streaming gateways), e.g. 'recipe.text'"),
+    Option("--gateway-stream", "auto", "gateway reply format", choices=("auto", "ndjson", "sse", "json")),
+    Option("--burst-period", 30.0, "BurstyUser: seconds between the class's bursts", float),
+)
+
+RUN_OPTIONS: tuple[Option, ...] = (
+    Option("--run-dir", "", "run folder to write (requests.csv, stages.csv, run.json); empty = runs/<UTC time>-<label>/ when --shape is set",
+           web_ui=False),  # the folder exists before the web UI's form is filled in
+    Option("--label", "", "a name for this run, used in the run folder name and by 'compare'"),
+    Option("--shape", "none", "load shape: step (hold each user count), burst (base + spikes), ramp", choices=SHAPES),
+    Option("--steps", "1,3,5,10", "user counts of the step shape, comma separated"),
+    Option("--step-time", "60s", "how long each step is held (e.g. 30s, 2m)"),
+    Option("--settle", "0s", "settle window at the start of each step: its requests are left out of the step's numbers"),
+    Option("--step-spawn-rate", 0.0, "users started per second at a step change; 0 = all at once", float),
+    Option("--slo-p95", 0.0, "p95 latency objective in ms (0 = none): a step above it fails", float),
+    Option("--min-success", 0.95, "success rate below which a step fails", float),
+    Option("--stop-on-failure", False, "stop stepping after the first step that fails the thresholds", is_flag=True),
+    Option("--drain-timeout", 10.0, "seconds in-flight requests may finish after the last stage", float),
+    Option("--skip-preflight", False, "do not check the target and model before starting", is_flag=True, web_ui=False),
+    Option("--skip-warmup", False, "do not send the warm-up request", is_flag=True, web_ui=False),
+    Option("--run-context", "", "JSON object merged into run.json (set by 'ollama-locust step': its command line "
+           "and the simulator's settings)", web_ui=False),
+)
+
+ALL_OPTIONS: tuple[Option, ...] = LOAD_OPTIONS + RUN_OPTIONS
+_BY_DEST = {option.dest: option for option in ALL_OPTIONS}
+
+
+def register(parser) -> None:
+    """Add every option to Locust's argument parser (the ``init_command_line_parser`` hook)."""
+    for option in ALL_OPTIONS:
+        kwargs: dict[str, Any] = {"help": option.help, "env_var": option.env_var, "include_in_web_ui": option.web_ui}
+        if option.is_flag:
+            parser.add_argument(option.flag, action="store_true", default=option.default, **kwargs)
+            continue
+        kwargs.update(default=option.default, type=option.type)
+        if option.choices:
+            kwargs["choices"] = list(option.choices)
+        parser.add_argument(option.flag, **kwargs)
+
+
+def add_passthrough(parser, skip: tuple[str, ...] = (), aliases: dict[str, tuple[str, ...]] | None = None,
+                    launcher_defaults: dict[str, str] | None = None) -> None:
+    """Add the rows to another argparse parser (``ollama-locust step``) with no default of their own:
+    an option the user did not give stays unset, so Locust's own default, ``locust.conf`` or the
+    ``LOCUST_*`` variable applies. ``aliases`` maps a dest to extra flag spellings;
+    ``launcher_defaults`` (dest -> text) says in the help what the launcher passes when it is not given."""
+    import argparse
+
+    group = parser.add_argument_group("load options (passed to locust; defaults from the option table)")
+    for option in ALL_OPTIONS:
+        if option.dest in skip:
+            continue
+        flags = (option.flag, *(aliases or {}).get(option.dest, ()))
+        shown = f"default: {option.default}" if option.default not in ("", None) else "default: none"
+        shown = (launcher_defaults or {}).get(option.dest, shown)
+        kwargs: dict[str, Any] = {"dest": option.dest, "default": argparse.SUPPRESS, "help": f"{option.help} ({shown})"}
+        if option.is_flag:
+            group.add_argument(*flags, action="store_true", **kwargs)
+            continue
+        kwargs["type"] = option.type
+        if option.choices:
+            kwargs["choices"] = list(option.choices)
+        group.add_argument(*flags, **kwargs)
+
+
+def given_flags(values: dict[str, Any]) -> list[str]:
+    """Locust command-line flags for ``values`` (dest -> value), in the option table's order."""
+    flags: list[str] = []
+    for option in ALL_OPTIONS:
+        if option.dest not in values:
+            continue
+        value = values[option.dest]
+        if option.is_flag:
+            flags += [option.flag] if value else []
+        else:
+            flags += [option.flag, str(value)]
+    return flags
+
+
+def given(namespace) -> dict[str, Any]:
+    """The rows the user gave on a parser built with :func:`add_passthrough` (dest -> value)."""
+    return {option.dest: getattr(namespace, option.dest) for option in ALL_OPTIONS if hasattr(namespace, option.dest)}
+
+
+THRESHOLDS = ("slo_p95", "min_success")
+
+
+def add_report_thresholds(parser) -> None:
+    """The threshold rows for ``ollama-locust report``: unset means "as the run had them" (run.json)."""
+    for dest in THRESHOLDS:
+        option = _BY_DEST[dest]
+        parser.add_argument(option.flag, dest=dest, type=option.type, default=None,
+                            help=f"{option.help} (default: the run's own, from run.json; else {option.default})")
+
+
+def values(parsed_options) -> dict[str, Any]:
+    """The project's options as a plain dict (for run.json); secrets are never options."""
+    return {option.dest: getattr(parsed_options, option.dest, option.default) for option in ALL_OPTIONS
+            if option.dest != "run_context"}
+
+
+def default(dest: str) -> Any:
+    """The option table's default of one option."""
+    return _BY_DEST[dest].default
+
+
+def get(environment, dest: str) -> Any:
+    """An option's value for this environment: parsed (CLI, locust.conf, env, web UI form) or the default.
+
+    Works in library mode too (``environment.parsed_options`` is None there).
+    """
+    parsed = getattr(environment, "parsed_options", None)
+    if parsed is not None and hasattr(parsed, dest):
+        return getattr(parsed, dest)
+    return _BY_DEST[dest].default

@@ -1,0 +1,54 @@
+"""The figures both sides judge by, defined once: a percentile, the threshold check, their wording.
+
+The live side (the progress line, ``--stop-on-failure``, the web UI's LLM tab) and the report use these,
+so a step that stops the run and the report's verdict on it say the same thing in the same words. Pure
+Python, no imports: workers load it too. The report's percentiles come from ``numpy.percentile`` with
+method ``linear``, the same definition as :func:`percentile` here (tests hold them equal).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def percentile(ordered: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0-100) of *sorted* values, linear interpolation between the two closest
+    ranks (numpy's default method); None for no values."""
+    if not ordered:
+        return None
+    position = (len(ordered) - 1) * q / 100.0
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def format_seconds(ms: float) -> str:
+    """A duration given in ms, in seconds with the digits that matter: 0.065 s, 1.02 s, 12.3 s, 140 s."""
+    seconds = ms / 1000.0
+    if seconds >= 100:
+        return f"{seconds:.0f} s"
+    if seconds >= 10:
+        return f"{seconds:.1f} s"
+    if seconds >= 0.1:
+        return f"{seconds:.2f} s"
+    return f"{seconds:.3f} s"
+
+
+def format_ratio(ratio: float) -> str:
+    """A fraction as a percentage with one decimal: 0.5 -> '50.0 %'."""
+    return f"{ratio * 100:.1f} %"
+
+
+def success_rate(ok: int, judged: int) -> float | None:
+    """Successful requests over the requests judged (every outcome but ``cut_short``); None for none."""
+    return ok / judged if judged else None
+
+
+def breaches(rate: float | None, p95_ms: float | None, *, min_success: float, slo_p95_ms: float | None) -> list[str]:
+    """Why a step fails its thresholds (empty when it passes): the one wording everywhere."""
+    reasons = []
+    if rate is not None and rate < min_success:
+        reasons.append(f"success rate {format_ratio(rate)} < {format_ratio(min_success)}")
+    if slo_p95_ms and p95_ms is not None and p95_ms > slo_p95_ms:
+        reasons.append(f"p95 {format_seconds(p95_ms)} > SLO {format_seconds(slo_p95_ms)}")
+    return reasons

@@ -1,0 +1,166 @@
+"""The metrics of one step, defined once.
+
+Every number in the results table, ``results.json``, the plots and ``compare`` comes from ``STEP_METRICS``:
+a key (``results.json``, unit in the name), the table label, the unit, the definition (written into
+``docs/reports.md`` and ``results.json``) and the function that computes it from a ``Sample``.
+
+Percentiles are exact, over the per-request records: ``numpy.percentile`` with its default
+``linear`` method (interpolating between the two closest ranks; a single value is its own
+percentile). Latencies are over successful requests (outcome ``ok``) only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ollama_locust.stats import format_ratio, format_seconds
+
+PERCENTILE_METHOD = "linear"
+PERCENTILE_TEXT = (
+    "exact, from the per-request records: numpy.percentile with method='linear' "
+    "(linear interpolation between the two closest ranks)"
+)
+
+
+@dataclass
+class Sample:
+    """The requests of one group (a step, or a step × user class), as plain numpy arrays.
+
+    ``e2e_ms``, ``ttft_ms`` and ``tokens_per_s`` hold the successful requests' measured values
+    (empty cells dropped); ``window_s`` is the step's measured duration (``nan`` when unknown).
+    """
+
+    requests: int = 0  # records counted in the step (settle excluded), all outcomes
+    cut_short: int = 0
+    ok: int = 0
+    e2e_ms: np.ndarray = None  # type: ignore[assignment]
+    ttft_ms: np.ndarray = None  # type: ignore[assignment]
+    tokens_per_s: np.ndarray = None  # type: ignore[assignment]
+    ok_output_tokens: float = 0.0
+    window_s: float = math.nan
+
+    def __post_init__(self) -> None:
+        empty = np.empty(0)
+        for name in ("e2e_ms", "ttft_ms", "tokens_per_s"):
+            if getattr(self, name) is None:
+                setattr(self, name, empty)
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    """The q-th percentile (0-100) by ``PERCENTILE_METHOD``; ``nan`` for no values."""
+    if len(values) == 0:
+        return math.nan
+    return float(np.percentile(values, q, method=PERCENTILE_METHOD))
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else math.nan
+
+
+def _max(values: np.ndarray) -> float:
+    return float(values.max()) if len(values) else math.nan
+
+
+def _success_rate(s: Sample) -> float:
+    judged = s.requests - s.cut_short
+    return s.ok / judged if judged > 0 else math.nan
+
+
+def _per_window(amount: float, s: Sample) -> float:
+    if not (s.window_s > 0):
+        return math.nan
+    return amount / s.window_s
+
+
+@dataclass(frozen=True)
+class StepMetric:
+    key: str  # results.json key; the unit is in the name
+    label: str  # table column header
+    unit: str  # ms | ratio | count | tok/s | req/s
+    how: str  # the definition, as written in the docs and results.json
+    compute: Callable[[Sample], float]
+    higher_is_better: bool = False
+    compare: bool = False  # shown side by side by `compare`
+    plot: str = ""  # which figure shows it: latency | throughput | ""
+
+
+STEP_METRICS: tuple[StepMetric, ...] = (
+    StepMetric("requests", "Requests", "count",
+           "requests started in the step, all outcomes (cut-short ones included; settle window excluded)",
+           lambda s: float(s.requests)),
+    StepMetric("success_rate", "Success rate", "ratio",
+           "ok / (requests - cut short): requests still running when the test stopped are neither",
+           _success_rate, higher_is_better=True, compare=True),
+    StepMetric("avg_ms", "Avg", "ms", "mean end-to-end latency (request sent -> last byte) of successful requests",
+           lambda s: _mean(s.e2e_ms), compare=True),
+    StepMetric("p50_ms", "p50", "ms", "median end-to-end latency of successful requests",
+           lambda s: percentile(s.e2e_ms, 50), compare=True, plot="latency"),
+    StepMetric("p95_ms", "p95", "ms", "95th percentile end-to-end latency of successful requests",
+           lambda s: percentile(s.e2e_ms, 95), compare=True, plot="latency"),
+    StepMetric("max_ms", "Max", "ms", "slowest successful request, end to end",
+           lambda s: _max(s.e2e_ms)),
+    StepMetric("ttft_p50_ms", "TTFT p50", "ms", "median time to first token of successful requests",
+           lambda s: percentile(s.ttft_ms, 50), compare=True, plot="latency"),
+    StepMetric("ttft_p95_ms", "TTFT p95", "ms", "95th percentile time to first token of successful requests",
+           lambda s: percentile(s.ttft_ms, 95), plot="latency"),
+    StepMetric("tokens_per_s_request", "Tokens/s (per request)", "tok/s",
+           "median decode rate of one successful request: (output_tokens - 1) / (e2e - ttft)",
+           lambda s: percentile(s.tokens_per_s, 50), higher_is_better=True, compare=True, plot="throughput"),
+    StepMetric("tokens_per_s_total", "Tokens/s (total)", "tok/s",
+           "output tokens of all successful requests / the step's measured duration",
+           lambda s: _per_window(s.ok_output_tokens, s), higher_is_better=True, compare=True, plot="throughput"),
+    StepMetric("req_per_s", "Req/s", "req/s",
+           "successful requests / the step's measured duration (goodput)",
+           lambda s: _per_window(float(s.ok), s), higher_is_better=True, compare=True, plot="throughput"),
+)
+STEP_METRIC_BY_KEY: dict[str, StepMetric] = {m.key: m for m in STEP_METRICS}
+
+
+def compute_all(sample: Sample) -> dict[str, float]:
+    return {m.key: m.compute(sample) for m in STEP_METRICS}
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def format_value(unit: str, value) -> str:
+    """A metric value as shown in markdown; '–' when it could not be measured."""
+    if not is_number(value):
+        return "–"
+    if unit == "ms":
+        return format_seconds(value)
+    if unit == "ratio":
+        return format_ratio(value)
+    if unit == "count":
+        return f"{int(value):,}".replace(",", " ")
+    if unit == "tok/s":
+        return f"{value:.1f}"
+    if unit == "req/s":
+        return f"{value:.2f}"
+    return f"{value:g}"
+
+
+SIM_SETTINGS = ("profile", "num_parallel", "max_queue")  # the simulator's settings a report names
+
+
+def format_settings(settings: dict, keys: tuple[str, ...]) -> str:
+    """Some settings of a dict (e.g. run.json's simulator) as "key value, key value", in the dict's order."""
+    return ", ".join(f"{k} {v}" for k, v in settings.items() if k in keys)
+
+
+def format_metric(key: str, value) -> str:
+    return format_value(STEP_METRIC_BY_KEY[key].unit, value)
+
+
+def clean(value):
+    """A value for results.json: nan/inf become null, numpy scalars plain Python."""
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,137 @@
+"""The per-request metrics, defined once.
+
+Every number a request record carries is computed here, from raw timestamps the client took
+(``time.perf_counter()`` seconds) and the fields the server put in its final chunk. The clients only
+collect raw facts; they never compute a metric themselves. ``REQUEST_METRICS`` lists each metric with its
+label and unit so that reports and docs can loop over them.
+
+Definitions (issue 3, item 3):
+
+* **TTFT** (time to first token): request sent -> the first chunk whose content is non-empty.
+  A role-only or empty chunk is not a token. Headers alone are not a token.
+* **E2E**: request sent -> the last byte of the reply (the ``done`` line / ``[DONE]`` event), or the
+  moment the failure was detected.
+* **ITL** (inter-token latency): the mean gap between consecutive content chunks after the first,
+  i.e. ``(t_last - t_first) / (n - 1)`` for ``n >= 2`` content chunks (the gaps telescope, so the
+  mean needs only the first and last time and the count).
+* **Output tokens**: ``eval_count`` (Ollama) or ``usage.completion_tokens`` (OpenAI); when the
+  server reports neither, the number of content chunks, flagged ``tokens_estimated``.
+* **Decode tokens/s** of one request: ``(output_tokens - 1) / (E2E - TTFT)``: the first token is
+  excluded because its time is counted in TTFT.
+* **Server split** from Ollama's final chunk (nanoseconds -> ms): ``load_ms``, ``prompt_eval_ms``,
+  ``eval_ms``, ``server_total_ms`` and **queue wait** = total - load - prompt_eval - eval, the time
+  spent waiting for a NUM_PARALLEL slot, which Ollama reports nowhere else. Ollama omits zero fields
+  (``omitempty``): a missing duration counts as 0, but only when the final chunk arrived at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NS_PER_MS = 1_000_000.0
+
+
+@dataclass(frozen=True)
+class RequestMetric:
+    key: str  # record column
+    label: str  # for tables and plots
+    unit: str
+    doc: str
+
+
+REQUEST_METRICS: tuple[RequestMetric, ...] = (
+    RequestMetric("ttft_ms", "TTFT", "ms", "request sent -> first chunk with non-empty content"),
+    RequestMetric("e2e_ms", "Latency", "ms", "request sent -> last byte of the reply (or the failure)"),
+    RequestMetric("itl_ms", "Inter-token latency", "ms", "mean gap between content chunks after the first"),
+    RequestMetric("output_tokens", "Output tokens", "tokens", "eval_count / usage.completion_tokens, else content chunks (estimated)"),
+    RequestMetric("prompt_tokens", "Prompt tokens", "tokens", "prompt_eval_count / usage.prompt_tokens"),
+    RequestMetric("tokens_per_s", "Tokens/s (per request)", "tokens/s", "(output_tokens - 1) / (e2e - ttft)"),
+    RequestMetric("load_ms", "Load", "ms", "server's load_duration"),
+    RequestMetric("prompt_eval_ms", "Prompt eval", "ms", "server's prompt_eval_duration"),
+    RequestMetric("eval_ms", "Eval", "ms", "server's eval_duration"),
+    RequestMetric("server_total_ms", "Server total", "ms", "server's total_duration"),
+    RequestMetric("queue_wait_ms", "Queue wait", "ms", "total - load - prompt_eval - eval"),
+)
+
+_DURATIONS = (
+    ("load_duration", "load_ms"),
+    ("prompt_eval_duration", "prompt_eval_ms"),
+    ("eval_duration", "eval_ms"),
+    ("total_duration", "server_total_ms"),
+)
+
+
+def ms_between(t_start: float, t_end: float | None) -> float | None:
+    """Milliseconds from ``t_start`` to ``t_end`` (perf_counter seconds); None when ``t_end`` is None."""
+    if t_end is None:
+        return None
+    return (t_end - t_start) * 1000.0
+
+
+def ttft_ms(t_sent: float, t_first_content: float | None) -> float | None:
+    """TTFT: request sent -> first chunk with non-empty content; None when no content arrived."""
+    return ms_between(t_sent, t_first_content)
+
+
+def e2e_ms(t_sent: float, t_end: float) -> float:
+    """E2E latency: request sent -> last byte of the reply, or the failure."""
+    return (t_end - t_sent) * 1000.0
+
+
+def itl_ms(t_first_content: float | None, t_last_content: float | None, content_chunks: int) -> float | None:
+    """Mean gap between consecutive content chunks after the first; None with fewer than 2 chunks."""
+    if content_chunks < 2 or t_first_content is None or t_last_content is None:
+        return None
+    return (t_last_content - t_first_content) * 1000.0 / (content_chunks - 1)
+
+
+def output_tokens(reported: int | None, content_chunks: int) -> tuple[int, bool]:
+    """(output tokens, estimated): the server's count when it gave one, else the content chunk count."""
+    if reported is not None:
+        return int(reported), False
+    return content_chunks, True
+
+
+def tokens_per_s(tokens: int | None, e2e: float | None, ttft: float | None) -> float | None:
+    """Decode rate of one request: (output_tokens - 1) / (E2E - TTFT), per second.
+
+    None when it cannot be measured: fewer than 2 tokens, no TTFT, or no decode time.
+    """
+    if tokens is None or tokens < 2 or e2e is None or ttft is None:
+        return None
+    decode_ms = e2e - ttft
+    if decode_ms <= 0:
+        return None
+    return (tokens - 1) * 1000.0 / decode_ms
+
+
+def server_split(final: dict | None) -> dict[str, float | None]:
+    """The server's own split of the request from Ollama's final chunk, in ms.
+
+    Returns ``load_ms, prompt_eval_ms, eval_ms, server_total_ms, queue_wait_ms``. All None when there
+    was no final chunk, or it carried no duration at all (an OpenAI reply, a gateway that strips
+    them). Otherwise a missing duration is 0 (Ollama's omitempty). Queue wait needs the total; it is
+    clamped at 0 (clock rounding can make it a few ns negative).
+    """
+    out: dict[str, float | None] = {"load_ms": None, "prompt_eval_ms": None, "eval_ms": None,
+                                    "server_total_ms": None, "queue_wait_ms": None}
+    if not final or not any(field in final for field, _ in _DURATIONS):
+        return out
+    for field, key in _DURATIONS:
+        value = final.get(field)
+        out[key] = _ns_to_ms(value)
+    if "total_duration" not in final:
+        out["server_total_ms"] = None
+        return out
+    wait = out["server_total_ms"] - out["load_ms"] - out["prompt_eval_ms"] - out["eval_ms"]
+    out["queue_wait_ms"] = round(max(wait, 0.0), 6)  # ns resolution; no float dust
+    return out
+
+
+def _ns_to_ms(value) -> float:
+    if value is None:
+        return 0.0
+    try:
+        return round(float(value) / NS_PER_MS, 6)
+    except (TypeError, ValueError):
+        return 0.0
