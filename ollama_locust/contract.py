@@ -20,6 +20,12 @@ EMPTY = "empty"  # finished, but no content at all
 INVALID = "invalid"  # content failed the scenario's semantic check (e.g. recipe JSON)
 CUT_SHORT = "cut_short"  # still running when the test stopped: neither a success nor a failure of the target
 
+# The APIs a user can call (``--api``; the record's ``api`` column). scenarios.clients.CLIENTS maps each to its
+# client class; the native Ollama ones are checked through /api/tags, the others through /v1/models.
+OLLAMA_CHAT, OLLAMA_GENERATE, OPENAI, GATEWAY = "ollama-chat", "ollama-generate", "openai", "gateway"
+APIS = (OLLAMA_CHAT, OLLAMA_GENERATE, OPENAI, GATEWAY)
+OLLAMA_NATIVE_APIS = (OLLAMA_CHAT, OLLAMA_GENERATE)
+
 OUTCOMES = (OK, REJECTED, TIMEOUT, HTTP_ERROR, STREAM_ERROR, EMPTY, INVALID, CUT_SHORT)
 FAILURE_OUTCOMES = (REJECTED, TIMEOUT, HTTP_ERROR, STREAM_ERROR, EMPTY, INVALID)
 

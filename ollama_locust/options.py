@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ollama_locust import contract
+
 
 @dataclass(frozen=True)
 class Option:
@@ -34,13 +36,23 @@ class Option:
     def env_var(self) -> str:
         return "LOCUST_" + self.dest.upper()
 
+    @property
+    def shown_default(self) -> str:
+        """The default as the help, the docs table and the web UI's form show it."""
+        if self.is_flag:
+            return "off"
+        return "none" if self.default in ("", None) else str(self.default)
 
-APIS = ("ollama-chat", "ollama-generate", "openai", "gateway")
+    @property
+    def help_text(self) -> str:
+        return f"{self.help} (default: {self.shown_default})"
+
+
 SHAPES = ("none", "step", "burst", "ramp")
 
 LOAD_OPTIONS: tuple[Option, ...] = (
     Option("--model", "llama3.2", "model to ask (must be present on the target)"),
-    Option("--api", "ollama-chat", "which API the users call", choices=APIS),
+    Option("--api", "ollama-chat", "which API the users call", choices=contract.APIS),
     Option("--num-predict", 0, "max output tokens per request (options.num_predict / max_tokens); 0 = the server's default", int),
     Option("--prompts", "", "prompt set file (JSON/JSONL) replacing the built-in sets"),
     Option("--think-time", "1,5", "seconds a user reads/thinks between requests: 'S' or 'MIN,MAX'"),
@@ -80,7 +92,7 @@ _BY_DEST = {option.dest: option for option in ALL_OPTIONS}
 def register(parser) -> None:
     """Add every option to Locust's argument parser (the ``init_command_line_parser`` hook)."""
     for option in ALL_OPTIONS:
-        kwargs: dict[str, Any] = {"help": option.help, "env_var": option.env_var, "include_in_web_ui": option.web_ui}
+        kwargs: dict[str, Any] = {"help": option.help_text, "env_var": option.env_var, "include_in_web_ui": option.web_ui}
         if option.is_flag:
             parser.add_argument(option.flag, action="store_true", default=option.default, **kwargs)
             continue
@@ -103,9 +115,9 @@ def add_passthrough(parser, skip: tuple[str, ...] = (), aliases: dict[str, tuple
         if option.dest in skip:
             continue
         flags = (option.flag, *(aliases or {}).get(option.dest, ()))
-        shown = f"default: {option.default}" if option.default not in ("", None) else "default: none"
-        shown = (launcher_defaults or {}).get(option.dest, shown)
-        kwargs: dict[str, Any] = {"dest": option.dest, "default": argparse.SUPPRESS, "help": f"{option.help} ({shown})"}
+        shown = (launcher_defaults or {}).get(option.dest)
+        kwargs: dict[str, Any] = {"dest": option.dest, "default": argparse.SUPPRESS,
+                                  "help": f"{option.help} ({shown})" if shown else option.help_text}
         if option.is_flag:
             group.add_argument(*flags, action="store_true", **kwargs)
             continue
@@ -143,6 +155,16 @@ def add_report_thresholds(parser) -> None:
         option = _BY_DEST[dest]
         parser.add_argument(option.flag, dest=dest, type=option.type, default=None,
                             help=f"{option.help} (default: the run's own, from run.json; else {option.default})")
+
+
+def markdown_table() -> str:
+    """docs/options.md's table, generated from the rows (tests/scenarios/test_options.py holds them equal)."""
+    lines = ["| option | `LOCUST_*` variable | default | web UI form | meaning |", "|---|---|---|---|---|"]
+    for option in ALL_OPTIONS:
+        choices = " (" + " \\| ".join(option.choices) + ")" if option.choices else ""
+        lines.append(f"| `{option.flag}` | `{option.env_var}` | `{option.shown_default}` | {'yes' if option.web_ui else 'no'} "
+                     f"| {option.help}{choices} |")
+    return "\n".join(lines) + "\n"
 
 
 def values(parsed_options) -> dict[str, Any]:

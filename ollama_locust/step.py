@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         **{dest: f"default here: {value}" for dest, value in STEP_DEFAULTS.items()},
         **{dest: f"default: {options.default(dest)}; with --sim {value}" for dest, value in SIM_DEFAULTS.items()},
         "model": f"default: {options.default('model')}; with --sim the simulator's model",
-        "label": "default: step; with --sim sim-PROFILE"})
+        "label": "default: none, the run folder is named …-step; with --sim sim-PROFILE"})
     return parser
 
 
@@ -192,7 +192,6 @@ def _resolve_defaults(args) -> None:
         if not args.load.get("label"):
             name = cfg.model_names()[0].split(":")[0]
             args.load["label"] = f"sim-{cfg.engine}-{name}" if cfg.engine != "sim" else f"sim-{args.sim}"
-    args.load.setdefault("label", "step")
 
 
 def _load_value(args, dest: str):
@@ -245,7 +244,7 @@ def run(args, passthrough: list[str]) -> int:
     with _simulator(args) as sim:
         host = sim.url if sim is not None else (args.host or "http://127.0.0.1:11434")
         args.sim_url = sim.url if sim is not None else None
-        run_dir = run_folder.prepare(run_folder.default_path(args.load["label"], args.out))
+        run_dir = run_folder.prepare(run_folder.default_path(args.load.get("label") or "step", args.out))
         print(f"{PREFIX} target {host} (model {_load_value(args, 'model')}, {_load_value(args, 'api')}); "
               f"steps {_load_value(args, 'steps')} users x {_load_value(args, 'step_time')}; run folder {run_dir}", flush=True)
         code = run_locust(args, passthrough, host, run_dir)

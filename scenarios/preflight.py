@@ -6,16 +6,15 @@ Every problem becomes one :class:`PreflightError` line that says what failed and
 
 from __future__ import annotations
 
-import os
-import time
-from dataclasses import dataclass, field
-
 import json
+import os
 import socket
+import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 
-OLLAMA_APIS = ("ollama-chat", "ollama-generate")
+from ollama_locust import contract
 
 
 class PreflightError(Exception):
@@ -92,7 +91,7 @@ def check_target(host: str, model: str, api: str, *, key: str | None = None, tim
     if api == "gateway":
         get("/")  # reachable is all we can know of an app gateway
         return info
-    if api in OLLAMA_APIS:
+    if api in contract.OLLAMA_NATIVE_APIS:
         body = _json(get("/api/tags"), host, "/api/tags")
         models = body.get("models") if isinstance(body, dict) else None
         if not isinstance(models, list):
@@ -123,7 +122,7 @@ def warm_up(host: str, model: str, api: str, *, key: str | None = None, timeout:
     """
     host = host.rstrip("/")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    if api in OLLAMA_APIS:
+    if api in contract.OLLAMA_NATIVE_APIS:
         path, payload = "/api/generate", {"model": model, "prompt": "Hello", "stream": False, "options": {"num_predict": 1}}
     elif api == "openai":
         path, payload = "/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 1}

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import os
 
+from ollama_locust import contract
 from ollama_locust.scenarios.clients.base import RECORD_FIELDS, exchange, new_record
 from ollama_locust.scenarios.clients.gateway import GatewayClient, GatewayConfigError, load_template
 from ollama_locust.scenarios.clients.llm import LLMClient, OllamaChatClient, OllamaGenerateClient, OpenAIClient, transcript
 from ollama_locust.scenarios.clients.streams import MAX_LINE, DocumentDecoder, NDJSONDecoder, SSEDecoder, StreamError
 
+# The one table API name -> client class (the names are the contract's: --api's choices, the record's column).
 CLIENTS: dict[str, type[LLMClient]] = {
-    "ollama-chat": OllamaChatClient,
-    "ollama-generate": OllamaGenerateClient,
-    "openai": OpenAIClient,
-    "gateway": GatewayClient,
+    contract.OLLAMA_CHAT: OllamaChatClient,
+    contract.OLLAMA_GENERATE: OllamaGenerateClient,
+    contract.OPENAI: OpenAIClient,
+    contract.GATEWAY: GatewayClient,
 }
 
 __all__ = [
@@ -78,9 +80,9 @@ def make_client(environment, host: str | None = None, api: str | None = None) ->
         request_timeout=float(options.get(environment, "request_timeout")),
     )
     model = options.get(environment, "model")
-    if api in ("openai", "gateway"):
+    if api in (contract.OPENAI, contract.GATEWAY):
         kwargs["api_key"] = api_key(environment)
-    if api == "gateway":
+    if api == contract.GATEWAY:
         payload_path = options.get(environment, "gateway_payload") or ""
         if payload_path not in _templates:
             _templates[payload_path] = load_template(payload_path)

@@ -266,3 +266,13 @@ def test_gateway_template_needs_prompt():
     with pytest.raises(GatewayConfigError, match=r"no \{\{prompt\}\} placeholder"):
         GatewayClient("http://127.0.0.1:1", "m", template={"q": "hello"})
     assert render({"messages": "{{messages}}", "x": ["{{model}}"]}, "p", "m", MESSAGES) == {"messages": MESSAGES, "x": ["m"]}
+
+
+def test_one_table_of_apis():
+    """The contract's API names, --api's choices and the client registry are one list."""
+    from ollama_locust import contract, options
+    from ollama_locust.scenarios.clients import CLIENTS
+
+    assert tuple(CLIENTS) == contract.APIS
+    api = next(option for option in options.ALL_OPTIONS if option.dest == "api")
+    assert api.choices == contract.APIS and api.default in contract.APIS

@@ -116,7 +116,8 @@ def test_docs_tables_are_generated_from_the_code():
 def test_simulator_imports_neither_locust_nor_gevent():
     import subprocess
     import sys
-    code = ("import sys, simulator, simulator.cli, simulator.api; "
-            "bad = [m for m in ('locust', 'gevent', 'scenarios', 'reports') if m in sys.modules]; print(bad)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30).stdout.strip()
+    code = ("import sys, ollama_locust.simulator, ollama_locust.simulator.cli, ollama_locust.simulator.api; "
+            "bad = [m for m in ('locust', 'gevent', 'ollama_locust.scenarios', 'ollama_locust.reports') if m in sys.modules]; "
+            "print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd="/").stdout.strip()
     assert out == "[]"
