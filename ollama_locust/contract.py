@@ -71,6 +71,7 @@ TOKEN_BUCKETS_MAX = 256  # a longer reply gets wider buckets, so a record stays 
 
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in COLUMNS)
 COLUMN_TYPES: dict[str, str] = {name: kind for name, kind, _ in COLUMNS}
+COLUMN_DOCS: dict[str, str] = {name: doc for name, _, doc in COLUMNS}
 
 # stages.csv, written by the master: one row per shape stage.
 STAGE_COLUMNS: tuple[tuple[str, str, str], ...] = (

@@ -146,7 +146,7 @@ class RunOwner:
     def check_target(self) -> None:
         environment = self.environment
         if not environment.host:
-            raise preflight.PreflightError("no target host: give --host (e.g. http://127.0.0.1:11434)")
+            raise preflight.PreflightError(preflight.NO_HOST)
         key = preflight.api_key(options.get(environment, "api_key_env"))
         model, api = options.get(environment, "model"), options.get(environment, "api")
         target = preflight.check_target(environment.host, model, api, key=key)

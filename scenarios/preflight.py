@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from ollama_locust import contract
 
 
+NO_HOST = "no target host: give --host (e.g. http://127.0.0.1:11434)"
+
+
 class PreflightError(Exception):
     """The target cannot be load-tested as asked (one line)."""
 

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ollama_locust import contract
+
 NS_PER_MS = 1_000_000.0
 
 
@@ -36,21 +38,25 @@ class RequestMetric:
     key: str  # record column
     label: str  # for tables and plots
     unit: str
-    doc: str
+
+    @property
+    def doc(self) -> str:
+        """The column's definition, as the contract documents it (one wording)."""
+        return contract.COLUMN_DOCS[self.key]
 
 
 REQUEST_METRICS: tuple[RequestMetric, ...] = (
-    RequestMetric("ttft_ms", "TTFT", "ms", "request sent -> first chunk with non-empty content"),
-    RequestMetric("e2e_ms", "Latency", "ms", "request sent -> last byte of the reply (or the failure)"),
-    RequestMetric("itl_ms", "Inter-token latency", "ms", "mean gap between content chunks after the first"),
-    RequestMetric("output_tokens", "Output tokens", "tokens", "eval_count / usage.completion_tokens, else content chunks (estimated)"),
-    RequestMetric("prompt_tokens", "Prompt tokens", "tokens", "prompt_eval_count / usage.prompt_tokens"),
-    RequestMetric("tokens_per_s", "Tokens/s (per request)", "tokens/s", "(output_tokens - 1) / (e2e - ttft)"),
-    RequestMetric("load_ms", "Load", "ms", "server's load_duration"),
-    RequestMetric("prompt_eval_ms", "Prompt eval", "ms", "server's prompt_eval_duration"),
-    RequestMetric("eval_ms", "Eval", "ms", "server's eval_duration"),
-    RequestMetric("server_total_ms", "Server total", "ms", "server's total_duration"),
-    RequestMetric("queue_wait_ms", "Queue wait", "ms", "total - load - prompt_eval - eval"),
+    RequestMetric("ttft_ms", "TTFT", "ms"),
+    RequestMetric("e2e_ms", "Latency", "ms"),
+    RequestMetric("itl_ms", "Inter-token latency", "ms"),
+    RequestMetric("output_tokens", "Output tokens", "tokens"),
+    RequestMetric("prompt_tokens", "Prompt tokens", "tokens"),
+    RequestMetric("tokens_per_s", "Tokens/s (per request)", "tokens/s"),
+    RequestMetric("load_ms", "Load", "ms"),
+    RequestMetric("prompt_eval_ms", "Prompt eval", "ms"),
+    RequestMetric("eval_ms", "Eval", "ms"),
+    RequestMetric("server_total_ms", "Server total", "ms"),
+    RequestMetric("queue_wait_ms", "Queue wait", "ms"),
 )
 
 _DURATIONS = (

@@ -73,7 +73,9 @@ def make_client(environment, host: str | None = None, api: str | None = None) ->
         raise ValueError(f"unknown --api {api!r}; available: {', '.join(CLIENTS)}")
     host = host or getattr(environment, "host", None)
     if not host:
-        raise ValueError("no target host: pass --host http://HOST:11434")
+        from ollama_locust.scenarios.preflight import NO_HOST
+
+        raise ValueError(NO_HOST)
     kwargs = dict(
         num_predict=options.get(environment, "num_predict") or 0,
         first_token_timeout=float(options.get(environment, "first_token_timeout")),

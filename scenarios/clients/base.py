@@ -55,10 +55,15 @@ def _looks_html(content_type: str, body: bytes) -> bool:
     return head.startswith(b"<!doctype html") or head.startswith(b"<html")
 
 
+def html_page_message(path: str) -> str:
+    """The one line for a server that answers a web page where the LLM API should be."""
+    return f"the server answered an HTML page for {path}, not the LLM API (check --host / --gateway-path)"
+
+
 def error_message(status: int, content_type: str, body: bytes, path: str) -> str:
     """One line for a non-2xx reply: the server's own error text when it gave one."""
     if _looks_html(content_type, body):
-        return f"HTTP {status}: the server answered an HTML page for {path}, not the LLM API (check --host / --gateway-path)"
+        return f"HTTP {status}: {html_page_message(path)}"
     text = body.decode("utf-8", "replace").strip()
     if text.startswith("{"):
         try:

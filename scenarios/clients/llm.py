@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import orjson
 
-from ollama_locust.scenarios.clients.base import exchange, new_record
+from ollama_locust.scenarios.clients.base import exchange, html_page_message, new_record
 from ollama_locust.scenarios.clients.streams import DocumentDecoder, NDJSONDecoder, SSEDecoder
 from ollama_locust.scenarios.clients.transport import Connection
 from ollama_locust.scenarios.request_report import next_request_id
@@ -59,7 +59,7 @@ class LLMClient:
     def decoder(self, content_type: str):
         """A decoder for a reply of this content type, or an error message (outcome invalid)."""
         if content_type == "text/html":
-            return f"the server answered an HTML page for {self.path}, not the LLM API (check --host)"
+            return html_page_message(self.path)
         if content_type == "text/event-stream":
             return SSEDecoder()
         return NDJSONDecoder(field=None)
@@ -155,7 +155,7 @@ class OpenAIClient(LLMClient):
 
     def decoder(self, content_type):
         if content_type == "text/html":
-            return f"the server answered an HTML page for {self.path}, not the LLM API (check --host)"
+            return html_page_message(self.path)
         if content_type == "application/x-ndjson":
             return NDJSONDecoder(field=None)
         if content_type == "application/json":

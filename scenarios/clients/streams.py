@@ -30,6 +30,11 @@ def _snippet(raw: bytes, limit: int = 80) -> str:
     return text + ("..." if len(raw) > limit else "")
 
 
+def mid_stream_error(error) -> StreamError:
+    """The one line for an ``{"error": ...}`` the server sent in the middle of a reply."""
+    return StreamError(f"error mid-stream: {error_text(error)}")
+
+
 def error_text(value) -> str:
     """One line from an error value: ``"msg"`` (Ollama) or ``{"message": "msg", ...}`` (OpenAI)."""
     if isinstance(value, dict):
@@ -149,7 +154,7 @@ class NDJSONDecoder(Decoder):
             if content:
                 self._content(content if type(content) is str else str(content), now)
             elif "error" in obj:
-                raise StreamError(f"error mid-stream: {error_text(obj['error'])}")
+                raise mid_stream_error(obj["error"])
             if obj.get("done"):
                 self.done = True
                 self.final = obj
@@ -219,7 +224,7 @@ class SSEDecoder(Decoder):
         if type(obj) is not dict:
             raise StreamError(f"event data is not a JSON object: {_snippet(payload)!r}")
         if "error" in obj and obj["error"]:
-            raise StreamError(f"error mid-stream: {error_text(obj['error'])}")
+            raise mid_stream_error(obj["error"])
         if self.path is not None:
             content = dig(obj, self.path)
             if content:
