@@ -87,9 +87,23 @@ STAGE_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 STAGE_COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in STAGE_COLUMNS)
 
+# generator.csv, written by the master: one row per second per load process (the generator's own health).
+GENERATOR_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("worker", "str", "the load process: <hostname>-<pid> (the records' worker column)"),
+    ("time", "float", "unix time (s) the sample closed, on the master's clock (corrected by the worker's offset)"),
+    ("interval_s", "float", "wall seconds the sample covers (about 1)"),
+    ("cpu", "float", "the process's CPU time / wall time over the interval (1.0 = one full core)"),
+    ("lag_p99_ms", "float", "p99 lateness of a 100 ms timer in the process's gevent hub over the interval"),
+    ("lag_max_ms", "float", "the latest wake-up of that timer over the interval"),
+    ("connections", "int", "open TCP connections of the process (empty: could not be read)"),
+    ("users", "int", "users running in the process"),
+)
+GENERATOR_COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in GENERATOR_COLUMNS)
+
 # The run folder's file names (docs/run-folder.md): written by the load side, read by the reports.
 REQUESTS_FILE = "requests.csv"
 STAGES_FILE = "stages.csv"
+GENERATOR_FILE = "generator.csv"
 RUN_FILE = "run.json"
 RESULTS_MD = "results.md"
 RESULTS_JSON = "results.json"

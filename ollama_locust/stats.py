@@ -52,3 +52,20 @@ def breaches(rate: float | None, p95_ms: float | None, *, min_success: float, sl
     if slo_p95_ms and p95_ms is not None and p95_ms > slo_p95_ms:
         reasons.append(f"p95 {format_seconds(p95_ms)} > SLO {format_seconds(slo_p95_ms)}")
     return reasons
+
+
+# The load generator's own limits (issue 17): past these a process's timestamps are its own lateness,
+# not the server's. One load process runs on one core; its gevent hub wakes a 100 ms timer late when it
+# is short of CPU or a greenlet hogs it.
+GENERATOR_CPU_LIMIT = 0.9  # of one core
+GENERATOR_LAG_P99_MS = 20.0  # p99 lateness of the hub's 100 ms timer over a second
+
+
+def generator_breaches(cpu: float | None, lag_p99_ms: float | None) -> list[str]:
+    """Why a load process could not keep up (empty when it could): the one wording everywhere."""
+    reasons = []
+    if cpu is not None and cpu > GENERATOR_CPU_LIMIT:
+        reasons.append(f"a load process used {format_ratio(cpu)} of a core (limit {format_ratio(GENERATOR_CPU_LIMIT)})")
+    if lag_p99_ms is not None and lag_p99_ms > GENERATOR_LAG_P99_MS:
+        reasons.append(f"its hub ran {lag_p99_ms:.0f} ms late at p99 (limit {GENERATOR_LAG_P99_MS:.0f} ms)")
+    return reasons

@@ -13,6 +13,7 @@ from ollama_locust import contract, stats
 
 from ._concurrency import SERIALISED, SHARED, concurrency_mode
 from ._load import RunFolder, load_run
+from ._generator import SATURATED_NOTE, step_health
 from ._step_metrics import PERCENTILE_TEXT, is_number
 from ._steps import OUTCOME_NOTE, Step, build_class_rows, build_steps
 
@@ -126,7 +127,11 @@ def _judge(analysis: Analysis) -> None:
         lowest = min(s.users if is_number(s.users) else math.inf for s in with_ok)
         analysis.baseline = next(s for s in with_ok if (s.users if is_number(s.users) else math.inf) == lowest)
     for step in analysis.steps:
-        analysis.verdicts[step.stage] = analysis.slo.verdict(step)
+        step.generator = step_health(analysis.folder.generator, step.start + step.settle_s, step.end)
+        if step.generator and step.generator["reasons"]:
+            analysis.verdicts[step.stage] = ""  # the generator's numbers: nothing of the server's to judge
+        else:
+            analysis.verdicts[step.stage] = analysis.slo.verdict(step)
 
 
 def _plural(n: int, one: str, many: str) -> str:
@@ -192,6 +197,8 @@ def _annotate(analysis: Analysis) -> None:
         verdict = analysis.verdicts.get(step.stage)
         if verdict:
             notes.append("fails SLO: " + verdict)
+        if step.generator and step.generator["reasons"]:
+            notes.append(f"{SATURATED_NOTE} ({'; '.join(step.generator['reasons'])})")
         cut = step.outcomes.get(contract.CUT_SHORT, 0)
         if cut:
             notes.append(f"{cut} cut short by the stop (not in success rate)")

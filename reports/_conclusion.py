@@ -24,6 +24,9 @@ def users_text(step: Step) -> str:
     return f"{n} user" if n == 1 else f"{n} users"
 
 
+CLOCK_UNCERTAINTY_FLOOR_MS = 50.0  # without a settle window, a worker's clock is named past this uncertainty
+
+
 def _pct_change(new: float, old: float) -> str:
     if not (is_number(new) and is_number(old)) or old == 0:
         return ""
@@ -110,6 +113,27 @@ def concurrency_finding(a: Analysis) -> tuple[list[str], dict]:
     return text, info
 
 
+def generator_sentences(a: Analysis) -> list[str]:
+    """The load generator's own limits (issue 17): which steps it could not keep up in, and the fix; and
+    the workers whose clock offset is too uncertain for the stage windows."""
+    text = []
+    saturated = [s for s in a.steps if s.generator and s.generator["reasons"]]
+    if saturated:
+        where = ", ".join(users_text(s) for s in saturated)
+        why = saturated[-1].generator["reasons"]
+        text.append(f"**The load generator could not keep up** at {where} ({'; '.join(why)}): the latencies of "
+                    "those steps include the load process's own lateness, so they are left out of the verdicts. "
+                    "Spread the users over more processes (`--workers N`, or more machines) and run again.")
+    settle_ms = max(1000.0 * float(a.run.get("settle_s") or 0.0), CLOCK_UNCERTAINTY_FLOOR_MS)
+    unsure = sorted(worker for worker, clock in (a.run.get("clock_offsets") or {}).items()
+                    if isinstance(clock, dict) and is_number(clock.get("uncertainty_ms"))
+                    and clock["uncertainty_ms"] > settle_ms)
+    if unsure:
+        text.append(f"**Worker clocks:** the offset of {', '.join(unsure)} is known only to ±{settle_ms:.0f} ms or worse: "
+                    "requests near a step change may sit in the neighbouring step (give the steps a --settle window).")
+    return text
+
+
 def conclude(a: Analysis) -> dict:
     """{"text": [markdown paragraphs/bullets], "recommendations": [...], and the key figures}."""
     run, steps, base, slo = a.run, a.steps, a.baseline, a.slo
@@ -145,6 +169,7 @@ def conclude(a: Analysis) -> dict:
     if missing:
         text.append(f"**Workers stopped reporting** during the run ({', '.join(map(str, missing))}): requests they "
                     "sent after that are missing, so later steps undercount.")
+    text.extend(generator_sentences(a))
 
     if base is None:
         text.append("No step had a successful request: there is no baseline, and no latency to judge. "

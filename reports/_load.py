@@ -34,6 +34,7 @@ class RunFolder:
     run: dict = field(default_factory=dict)  # run.json ({} when missing)
     requests: object = None  # pandas.DataFrame, or None on the Locust-CSV path
     stages: object = None  # pandas.DataFrame or None
+    generator: object = None  # generator.csv as a pandas.DataFrame, or None (not judged)
     locust_stats: str | None = None  # path of *_stats.csv
     locust_history: str | None = None  # path of *_stats_history.csv
     gaps: list[str] = field(default_factory=list)
@@ -261,6 +262,9 @@ def load_run(path: str) -> RunFolder:
         folder.run = read_run_json(path, folder.gaps)
         folder.requests = read_requests(requests_file, folder.gaps)
         folder.stages = read_stages(path, folder.gaps)
+        from ._generator import read_generator
+
+        folder.generator = read_generator(path, folder.gaps)
         if folder.stages is None:
             folder.gaps.append(
                 "no usable stages.csv: steps grouped by the records' stage column and each step's duration "

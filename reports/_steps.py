@@ -66,6 +66,7 @@ class Step:
     concurrency: dict | None = None  # _concurrency.concurrency_mode's verdict against the baseline, or None
     notes: list = field(default_factory=list)
     window_note: str = ""
+    generator: dict | None = None  # _generator.step_health: the load processes' worst second in the step
 
     @property
     def users_label(self) -> str:

@@ -23,9 +23,11 @@ import locust
 from locust.runners import MasterRunner, WorkerRunner
 
 from ollama_locust import __version__, contract, options
-from ollama_locust.scenarios import plans, preflight, progress, run_folder
+from ollama_locust.scenarios import clock_sync, plans, preflight, progress, run_folder
+from ollama_locust.scenarios.generator_health import HealthLog, HealthSampler
 from ollama_locust.scenarios.record_sink import RecordBuffer, RecordSink
 from ollama_locust.scenarios.stepping import ShapeController
+from ollama_locust.scenarios.request_report import worker_tag
 from ollama_locust.scenarios.timeline import StageTimeline
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,9 @@ class RunOwner:
                                        or run_folder.default_path(options.get(environment, "label")))
         self.timeline = StageTimeline(f"{self.path}/{contract.STAGES_FILE}")
         self.sink = RecordSink(f"{self.path}/{contract.REQUESTS_FILE}", self.timeline)
+        self.health = HealthLog(f"{self.path}/{contract.GENERATOR_FILE}")
+        self.clocks = clock_sync.ClockOffsets()
+        self.sampler: HealthSampler | None = None  # the single process's own (workers sample themselves)
         self.controller: ShapeController | None = None
         self.interrupted = False
         self.closed = False
@@ -87,6 +92,7 @@ class RunOwner:
             "command": list(sys.argv),
             "warmup": None,
             "simulator": None,
+            "clock_offsets": {},
             "run_dir": self.path,
             **self.context(),
         }
@@ -182,7 +188,10 @@ class RunOwner:
     def flush_loop(self) -> None:
         while not self.closed:
             gevent.sleep(FLUSH_INTERVAL_S)
+            if self.sampler is not None:
+                self.health.add_many(self.sampler.drain())
             self.sink.flush()
+            self.health.flush()
             self.note_missing_workers()
 
     def note_missing_workers(self) -> None:
@@ -210,11 +219,38 @@ class RunOwner:
                 left = plans.total_duration(self.plan) - (time.time() - controller.started_at)
             line = progress.progress_line(span.stage, len(self.plan) if self.plan else None, span.users,
                                           self.sink.tallies.get(span.stage), left, self.runner.user_count)
-            print(line, flush=True)
+            warning = self.health.warning()
+            print(line + (f" | WARNING {warning}" if warning else ""), flush=True)
 
     def on_worker_records(self, records) -> None:
         if records:
-            self.sink.add_many(records)
+            self.sink.add_many([self.clocks.correct(record) for record in records])
+
+    def on_worker_health(self, samples) -> None:
+        self.health.add_many([self.clocks.correct(sample, "time") for sample in samples or () if isinstance(sample, dict)])
+
+    def on_clock_pong(self, data) -> None:
+        if isinstance(data, dict) and self.clocks.on_pong(data):
+            self.info["clock_offsets"] = self.clocks.summary()
+
+    def measure_clocks(self, client_ids) -> None:
+        """One round of pings to each worker (on join, then every clock_sync.EVERY_S)."""
+        self.clocks.new_round()
+        for _ in range(clock_sync.ROUNDS):
+            for client_id in client_ids:
+                try:
+                    self.runner.send_message(clock_sync.PING, self.clocks.ping(), client_id)
+                except Exception as error:  # a worker that just left: the next round tries again
+                    logger.debug("clock ping to %s failed: %s", client_id, error)
+            gevent.sleep(clock_sync.GAP_S)
+        gevent.sleep(0.5)  # the answers arrive
+        self.write_info()
+
+    def clock_loop(self) -> None:
+        while not self.closed:
+            gevent.sleep(clock_sync.EVERY_S)
+            if not self.closed:
+                self.measure_clocks([client.id for client in self.runner.clients.all])
 
     def cut_short_if_interrupted(self) -> None:
         """A stop before the plan ended (Ctrl-C, SIGTERM, the web UI's stop): requests still running are
@@ -243,7 +279,10 @@ class RunOwner:
             self.note_missing_workers()
         self.timeline.finish(time.time())
         self.closed = True
+        if self.sampler is not None:
+            self.health.add_many(self.sampler.drain())
         self.sink.close()
+        self.health.close()
         self.info.update(ended_at=time.time(), interrupted=self.interrupted, requests=self.sink.total)
         if controller is not None and controller.failed_stage is not None:
             self.info["stopped_on_failure"] = {"stage": controller.failed_stage, "reason": controller.failure_reason}
@@ -257,18 +296,26 @@ def _setup_worker(environment) -> None:
     buffer = RecordBuffer()
     environment.llm_records = buffer
     runner = environment.runner
+    sampler = HealthSampler(worker_tag(), users=lambda: runner.user_count)
 
     def ship_loop() -> None:
         while True:
             gevent.sleep(SHIP_INTERVAL_S)
-            if len(buffer):
-                try:
+            try:
+                if len(buffer):
                     runner.send_message("llm_records", buffer.drain())
-                except Exception as error:  # a lost connection: Locust reconnects; keep going
-                    logger.warning("could not ship records to the master: %s", error)
+                samples = sampler.drain()
+                if samples:
+                    runner.send_message("llm_health", samples)
+            except Exception as error:  # a lost connection: Locust reconnects; keep going
+                logger.warning("could not ship records to the master: %s", error)
 
     def on_report(client_id, data, **_kw) -> None:
         data["llm_records"] = buffer.drain()
+        data["llm_health"] = sampler.drain()
+
+    def on_clock_ping(environment, msg, **_kw) -> None:
+        runner.send_message(clock_sync.PONG, clock_sync.pong(msg.data, worker_tag()))
 
     def on_abort(environment, msg, **_kw) -> None:
         environment.stop_timeout = 0
@@ -277,7 +324,9 @@ def _setup_worker(environment) -> None:
 
     environment.events.report_to_master.add_listener(on_report)
     runner.register_message("llm_abort", on_abort)
+    runner.register_message(clock_sync.PING, on_clock_ping)
     gevent.spawn(ship_loop)
+    gevent.spawn(sampler.run)
 
 
 def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
@@ -296,11 +345,25 @@ def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
     headless = bool(environment.parsed_options and environment.parsed_options.headless)
     if isinstance(runner, MasterRunner):
         runner.register_message("llm_records", lambda environment, msg, **_kw: recorder.on_worker_records(msg.data))
-        environment.events.worker_report.add_listener(
-            lambda client_id, data, **_kw: recorder.on_worker_records(data.get("llm_records")))
-        environment.events.worker_connect.add_listener(lambda client_id, **_kw: recorder.workers_seen.add(client_id))
+        runner.register_message("llm_health", lambda environment, msg, **_kw: recorder.on_worker_health(msg.data))
+        runner.register_message(clock_sync.PONG, lambda environment, msg, **_kw: recorder.on_clock_pong(msg.data))
+
+        def on_worker_report(client_id, data, **_kw) -> None:
+            recorder.on_worker_records(data.get("llm_records"))
+            recorder.on_worker_health(data.get("llm_health"))
+
+        def on_worker_connect(client_id, **_kw) -> None:
+            recorder.workers_seen.add(client_id)
+            for delay in clock_sync.JOIN_ROUNDS_AT:  # a worker that has just joined answers late for a moment
+                gevent.spawn_later(delay, recorder.measure_clocks, [client_id])
+
+        environment.events.worker_report.add_listener(on_worker_report)
+        environment.events.worker_connect.add_listener(on_worker_connect)
+        gevent.spawn(recorder.clock_loop)
     else:
         environment.llm_records = recorder.sink
+        recorder.sampler = HealthSampler(worker_tag(), users=lambda: runner.user_count)
+        gevent.spawn(recorder.sampler.run)
     if headless and not options.get(environment, "skip_preflight"):
         try:
             recorder.check_target()

@@ -1,0 +1,138 @@
+"""Is the load generator itself keeping up? Every load process samples its own health (issue 17).
+
+A :class:`HealthSampler` greenlet wakes every ``TICK_S`` (100 ms) and notes how late the wake-up came
+(the gevent hub's lateness: a hub busy with other greenlets, or a process short of CPU, wakes late, and
+then every timestamp the process takes is late too). Once a second it closes a sample:
+
+* ``cpu`` — the process's CPU time over the wall time of the second (1.0 = one full core; a load
+  process runs on one core, so near 1.0 it is saturated);
+* ``lag_p99_ms`` / ``lag_max_ms`` — the wake-ups' lateness that second;
+* ``connections`` — the process's open TCP connections; ``users`` — its running users.
+
+Workers ship their samples to the master with the records; the master (or the single process) writes
+them to ``generator.csv`` (columns in ``ollama_locust.contract.GENERATOR_COLUMNS``), and the report
+judges each step by them (``ollama_locust.reports``). The sampler's own cost: one timer per 100 ms and
+one connection count per second.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from typing import Callable
+
+from ollama_locust import contract, stats
+
+TICK_S = 0.1
+SAMPLE_EVERY_S = 1.0
+
+
+def connection_counter() -> Callable[[], int | None]:
+    """Open TCP connections of this process (psutil; None where it cannot be read)."""
+    try:
+        import psutil
+
+        process = psutil.Process()
+    except Exception:  # no psutil, or no /proc: the count is left empty
+        return lambda: None
+
+    def count() -> int | None:
+        try:
+            return len(process.net_connections(kind="tcp"))
+        except Exception:
+            return None
+
+    return count
+
+
+class HealthSampler:
+    """Samples of one load process; ``sleep``, ``clock`` and ``cpu_clock`` are injectable for tests."""
+
+    def __init__(self, worker: str, users: Callable[[], int], sleep=None, clock=time.time,
+                 monotonic=time.monotonic, cpu_clock=time.process_time, connections=None):
+        self.worker = worker
+        self.users = users
+        self._sleep = sleep
+        self.clock, self.monotonic, self.cpu_clock = clock, monotonic, cpu_clock
+        self.connections = connections or connection_counter()
+        self.samples: list[dict] = []
+        self.latest: dict | None = None
+        self._lags: list[float] = []
+        self._start = self._cpu = None
+
+    def tick(self, lag_s: float) -> None:
+        """One wake-up, ``lag_s`` late; closes a sample once a second has passed."""
+        self._lags.append(max(0.0, lag_s) * 1000.0)
+        now, cpu = self.monotonic(), self.cpu_clock()
+        if self._start is None:
+            self._start, self._cpu = now, cpu
+            return
+        elapsed = now - self._start
+        if elapsed + 1e-6 < SAMPLE_EVERY_S:
+            return
+        lags = sorted(self._lags)
+        sample = {"worker": self.worker, "time": self.clock(), "interval_s": round(elapsed, 4),
+                  "cpu": round((cpu - self._cpu) / elapsed, 4), "lag_p99_ms": round(stats.percentile(lags, 99), 3),
+                  "lag_max_ms": round(lags[-1], 3), "connections": self.connections(), "users": self.users()}
+        self.samples.append(sample)
+        self.latest = sample
+        self._lags, self._start, self._cpu = [], now, cpu
+
+    def drain(self) -> list[dict]:
+        samples, self.samples = self.samples, []
+        return samples
+
+    def run(self) -> None:
+        """The greenlet: sleep TICK_S, note how late the wake-up was, forever."""
+        import gevent
+
+        sleep = self._sleep or gevent.sleep
+        while True:
+            due = self.monotonic() + TICK_S
+            sleep(TICK_S)
+            self.tick(self.monotonic() - due)
+
+
+class HealthLog:
+    """On the master (or the single process): ``generator.csv``, appended as samples arrive, and the
+    latest sample of each load process for the live progress line."""
+
+    def __init__(self, path: str | None):
+        self.latest: dict[str, dict] = {}
+        self._pending: list[dict] = []
+        self._handle = open(path, "w", newline="", encoding="utf-8") if path else None
+        self._writer = csv.writer(self._handle) if self._handle else None
+        if self._writer:
+            self._writer.writerow(contract.GENERATOR_COLUMN_NAMES)
+            self._handle.flush()
+
+    def add_many(self, samples) -> None:
+        for sample in samples or ():
+            if isinstance(sample, dict):
+                self._pending.append(sample)
+                self.latest[str(sample.get("worker"))] = sample
+
+    def warning(self) -> str | None:
+        """One line while a load process cannot keep up, from the latest samples."""
+        for worker, sample in sorted(self.latest.items()):
+            reasons = stats.generator_breaches(sample.get("cpu"), sample.get("lag_p99_ms"))
+            if reasons:
+                return f"load generator saturated ({worker}: {'; '.join(reasons)}): add --workers"
+        return None
+
+    def flush(self) -> None:
+        if self._writer is None:
+            self._pending.clear()
+            return
+        if self._pending:
+            rows = [["" if sample.get(name) is None else sample.get(name) for name in contract.GENERATOR_COLUMN_NAMES]
+                    for sample in self._pending]
+            self._writer.writerows(rows)
+            self._handle.flush()
+            self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = self._writer = None

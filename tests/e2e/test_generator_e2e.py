@@ -1,0 +1,125 @@
+"""The tool knows when it is the bottleneck, and workers on several clocks agree on time (issue 17).
+
+* A load process starved on purpose — 1200 users of the `instant` profile in one process pinned to one
+  core beside a CPU hog — is flagged in that step's Notes, left out of the verdicts, and the conclusion
+  says how to fix it; a light run (the clock test's paced steps) is not flagged.
+* Two workers whose clocks are shifted by +500 ms and −300 ms (Debian's libfaketime, the real system
+  clock calls faked, the monotonic clock left alone): the master measures both offsets and corrects
+  their records, so every record's start time matches the simulator's truth log (the real clock) and
+  every request lands in the stage in which it reached the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.e2e.helpers import LOCUSTFILE, LOAD, assert_no_traceback, free_port, read_csv, read_truth, run
+
+
+def _hog(cpu: int):
+    code = "import time\nend = time.time() + 120\nwhile time.time() < end: pass\n"
+    return subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-c", code])
+
+
+def test_a_starved_generator_is_flagged(tmp_path, sim_process):
+    sim = sim_process("--profile", "instant", "--num-parallel", "64")
+    cpu = max(os.sched_getaffinity(0))
+    run_dir = tmp_path / "starved"
+    hog = _hog(cpu)
+    try:
+        result = run(["taskset", "-c", str(cpu), sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless",
+                      "--host", sim.url, "--model", "llama3.2", "--shape", "step", "--steps", "2,1200",
+                      "--step-time", "8s", "--run-dir", str(run_dir), "--num-predict", "20", "--think-time", "0",
+                      "--drain-timeout", "3"], tmp_path, timeout=150, name="starved")
+    finally:
+        hog.kill()
+        hog.wait()
+    assert_no_traceback(result)
+    assert result.code in (0, 1), result.text[-3000:]
+    samples = read_csv(run_dir / "generator.csv")
+    assert samples and {s["worker"] for s in samples} == {samples[0]["worker"]}
+    assert "WARNING load generator saturated" in result.out  # the live line said so while it happened
+    report = run([sys.executable, "-m", "ollama_locust", "report", str(run_dir), "--no-plots"], tmp_path,
+                 timeout=120, name="report")
+    assert report.code == 0, report.text[-2000:]
+    rows = {line.split("|")[1].strip(): line for line in report.out.splitlines() if line.startswith("| ")}
+    assert "the load generator was saturated" in rows["1200"]
+    data = json.loads((run_dir / "results.json").read_text())
+    assert "**The load generator could not keep up** at 1200 users" in " ".join(data["conclusion"]["text"])
+
+
+def _faked(shift: str) -> dict:
+    return {**os.environ, "FAKETIME": shift, "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "LD_PRELOAD": _libfaketime(), "PYTHONUNBUFFERED": "1"}
+
+
+def _libfaketime() -> str:
+    for path in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                 "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"):
+        if os.path.exists(path):
+            return path
+    raise AssertionError("libfaketime is missing: scripts/test.sh installs Debian's faketime")
+
+
+def test_shifted_worker_clocks_are_corrected(tmp_path, sim_process):
+    truth_path = tmp_path / "truth.jsonl"
+    sim = sim_process("--profile", "instant", "--decode-tps", "200", "--prefill-tps", "5000", "--num-parallel", "4",
+                      "--truth-log", str(truth_path))
+    port = free_port()
+    run_dir = tmp_path / "clocks"
+    master = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless", "--host", sim.url, "--model", "llama3.2",
+         "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--expect-workers", "2",
+         "--shape", "step", "--steps", "2,4", "--step-time", "5s", "--run-dir", str(run_dir), *LOAD],
+        stdout=open(tmp_path / "master.log", "w"), stderr=subprocess.STDOUT, cwd=tmp_path)
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--worker", "--master-host", "127.0.0.1",
+         "--master-port", str(port)], env=_faked(shift), stdout=open(tmp_path / f"worker{i}.log", "w"),
+        stderr=subprocess.STDOUT, cwd=tmp_path) for i, shift in enumerate(("+0.5", "-0.3"))]
+    try:
+        assert master.wait(120) in (0, 1), (tmp_path / "master.log").read_text()[-3000:]
+    finally:
+        for proc in (master, *workers):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(15)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    logs = "".join((tmp_path / name).read_text() for name in ("master.log", "worker0.log", "worker1.log"))
+    assert "Traceback" not in logs, logs[-3000:]
+    info = json.loads((run_dir / "run.json").read_text())
+    offsets = sorted(entry["offset_ms"] for entry in info["clock_offsets"].values())
+    assert len(offsets) == 2, info["clock_offsets"]
+    assert abs(offsets[0] + 300) < 30 and abs(offsets[1] - 500) < 30, info["clock_offsets"]
+    for entry in info["clock_offsets"].values():
+        assert entry["uncertainty_ms"] < 30, info["clock_offsets"]
+
+    truth = {t["client_request_id"]: t for t in read_truth(truth_path)}
+    stages = read_csv(run_dir / "stages.csv")
+    records = read_csv(run_dir / "requests.csv")
+    assert len({r["worker"] for r in records}) == 2 and len(records) > 20
+    starts = [float(s["start_time"]) for s in stages]
+    for record in records:
+        arrival = truth[record["request_id"]]["arrival"]
+        sent = float(record["start_time"])
+        # on the real clock again: uncorrected, these would be 300 and 500 ms off (the bound allows for the
+        # simulator reading a request late on a loaded 2-core machine)
+        assert -0.030 < arrival - sent < 0.150, (record["worker"], arrival - sent)
+        near_a_change = any(abs(arrival - start) < 0.150 for start in starts)
+        stage_by_truth = max((i for i, start in enumerate(starts) if start <= arrival), default=-1)
+        assert near_a_change or int(record["stage"]) == stage_by_truth, record
+
+    report = run([sys.executable, "-m", "ollama_locust", "report", str(run_dir), "--no-plots"], tmp_path,
+                 timeout=120, name="report")
+    assert report.code == 0, report.text[-2000:]
+    assert "the load generator was saturated" not in report.out  # a light run is not flagged
+    assert len(read_csv(run_dir / "generator.csv")) >= 2 * 8  # both workers, every second
