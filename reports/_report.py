@@ -48,6 +48,7 @@ def _step_json(step) -> dict:
         "client_split": deep_clean(step.client_split),
         "concurrency_mode": step.concurrency["mode"] if step.concurrency else None,
         "concurrency": deep_clean(step.concurrency),
+        "generator": deep_clean(step.generator),  # the load processes' worst quarter of seconds (docs/generator.md)
         "notes": step.notes,
     }
 
