@@ -13,8 +13,8 @@ from ollama_locust import contract, stats
 
 from ._concurrency import SERIALISED, SHARED, concurrency_mode
 from ._load import RunFolder, load_run
-from ._step_metrics import PERCENTILE_TEXT, is_number
-from ._steps import OUTCOME_NOTE, Step, build_class_rows, build_steps
+from ._step_metrics import MIN_P95_N, PERCENTILE_TEXT, is_number
+from ._steps import OUTCOME_NOTE, Step, build_class_rows, build_steps, drain_summary, restamp
 
 DEFAULT_MIN_SUCCESS = 0.95
 SLOW_FACTOR = 1.5  # a step's p95 at least this many times the baseline's gets a note
@@ -28,12 +28,16 @@ class Slo:
     source: str  # where the thresholds came from
 
     def verdict(self, step: Step) -> str | None:
-        """None when the step meets the SLO, else why not; "" when it had nothing to judge."""
+        """None when the step meets the SLO, else why not; "" when it had nothing to judge.
+
+        A p95 from fewer than ``MIN_P95_N`` requests judges nothing (only the success rate does)."""
         m = step.metrics
         judged = m.get("requests", 0) - step.outcomes.get(contract.CUT_SHORT, 0)
         if not judged:
             return ""
         rate, p95 = m.get("success_rate"), m.get("p95_ms")
+        if not (is_number(m.get("n")) and m["n"] >= MIN_P95_N):
+            p95 = None
         reasons = stats.breaches(rate if is_number(rate) else None, p95 if is_number(p95) else None,
                                  min_success=self.min_success, slo_p95_ms=self.p95_ms)
         return "; ".join(reasons) if reasons else None
@@ -50,6 +54,8 @@ class Analysis:
     server_durations: str = ""  # "" when present, else the n/a sentence
     verdicts: dict = field(default_factory=dict)  # stage -> None | reason | ""
     baseline: Step | None = None
+    drain: dict | None = None  # requests started after the last stage's end: {"requests", "outcomes"}
+    restamped: int = 0  # records whose stage stamp stages.csv corrected
 
     @property
     def run(self) -> dict:
@@ -100,9 +106,11 @@ def analyse(path: str, *, slo_p95_ms: float | None = None, min_success: float | 
     folder = load_run(path)
     slo = resolve_slo(folder.run, slo_p95_ms, min_success)
     if folder.requests is not None:
+        restamped = restamp(folder.requests, folder.stages)
         steps = build_steps(folder.requests, folder.stages, folder.run)
         analysis = Analysis(folder=folder, source="requests.csv", steps=steps, slo=slo,
-                            class_rows=build_class_rows(folder.requests, steps))
+                            class_rows=build_class_rows(folder.requests, steps),
+                            drain=drain_summary(folder.requests), restamped=restamped)
         if not any(s.time_split for s in steps):
             analysis.server_durations = _no_durations_text(folder.run)
         if len(folder.requests) == 0:
@@ -120,13 +128,30 @@ def analyse(path: str, *, slo_p95_ms: float | None = None, min_success: float | 
     return analysis
 
 
+def excluded(step: Step) -> str:
+    """Why a step is left out of the verdicts ('' when it is not): it did not hold its user count."""
+    return step.not_held
+
+
+def enough(step: Step) -> bool:
+    """Whether the step's p95 rests on enough requests (``MIN_P95_N``) to be judged."""
+    n = step.metrics.get("n")
+    return is_number(n) and n >= MIN_P95_N
+
+
+def too_few_text(step: Step) -> str:
+    n = step.metrics.get("n")
+    n = int(n) if is_number(n) else 0
+    return f"not enough requests to judge p95 (n = {n}; hold steps longer: --step-time 60s)"
+
+
 def _judge(analysis: Analysis) -> None:
     with_ok = [s for s in analysis.steps if s.metrics.get("p50_ms") is not None and is_number(s.metrics.get("p50_ms"))]
     if with_ok:
         lowest = min(s.users if is_number(s.users) else math.inf for s in with_ok)
         analysis.baseline = next(s for s in with_ok if (s.users if is_number(s.users) else math.inf) == lowest)
     for step in analysis.steps:
-        analysis.verdicts[step.stage] = analysis.slo.verdict(step)
+        analysis.verdicts[step.stage] = "" if excluded(step) else analysis.slo.verdict(step)
 
 
 def _plural(n: int, one: str, many: str) -> str:
@@ -181,8 +206,12 @@ def _annotate(analysis: Analysis) -> None:
         if step.failures and not seen_failure:
             notes.append("first failures")
             seen_failure = True
+        if step.not_held:
+            notes.append(step.not_held + ": left out of the verdicts")
         p95 = m.get("p95_ms")
-        if step is not base and is_number(p95) and is_number(base_p95) and base_p95 > 0:
+        if m.get("requests") and not enough(step):
+            notes.append(too_few_text(step))
+        elif step is not base and is_number(p95) and is_number(base_p95) and base_p95 > 0 and enough(base):
             ratio = p95 / base_p95
             if ratio >= SLOW_FACTOR:
                 notes.append(f"p95 {ratio:.1f}× baseline")

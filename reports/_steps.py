@@ -15,6 +15,9 @@ from ollama_locust import contract
 
 from ._concurrency import overlap_measures
 from ._step_metrics import Sample, compute_all, is_number
+from ._window import Arrivals, arrivals, assign_stages, completions_in
+
+DRAIN = -2  # the stage of a request that started after the last stage's end (restamp): no step's
 
 # The parts of one request's time, from Ollama's own durations (ollama-api.md). Order = stacking order.
 TIME_PARTS: tuple[tuple[str, str, str], ...] = (
@@ -66,6 +69,30 @@ class Step:
     concurrency: dict | None = None  # _concurrency.concurrency_mode's verdict against the baseline, or None
     notes: list = field(default_factory=list)
     window_note: str = ""
+    users_mean: float = math.nan  # stages.csv: time-weighted mean users running (nan: not recorded)
+    users_max: float = math.nan
+    reached_s: float = math.nan  # seconds until the target count ran (nan with users_mean: never reached)
+    ttft_n: int = 0  # successful requests with a TTFT (the TTFT percentiles' sample)
+
+    @property
+    def window(self) -> tuple[float, float]:
+        """The measured window [lo, hi): start + settle .. end (unix seconds)."""
+        return self.start + self.settle_s, self.end
+
+    @property
+    def not_held(self) -> str:
+        """Why the step did not hold its target user count ('' when it did, or when that was not recorded)."""
+        if not is_number(self.users_mean) or not is_number(self.users):
+            return ""
+        duration = self.end - self.start if is_number(self.end) and is_number(self.start) else math.nan
+        held = f"held {self.users_mean:.1f} on average"
+        if is_number(self.users_max):
+            held += f", at most {int(self.users_max)}"
+        if not is_number(self.reached_s):
+            return f"{int(self.users)} users never all running ({held})"
+        if is_number(duration) and self.reached_s > duration / 2:
+            return f"{int(self.users)} users reached only after {self.reached_s:.1f} s of {duration:.0f} s ({held})"
+        return ""
 
     @property
     def users_label(self) -> str:
@@ -85,6 +112,9 @@ def _steps_from_stages(stages, run: dict, record_end: dict) -> list[Step]:
         settle = settle if is_number(settle) else 0.0
         step = Step(stage=int(row["stage"]), users=float(row["users"]), kind=str(row.get("kind") or ""),
                     start=start, end=end, settle_s=settle)
+        for name in ("users_mean", "users_max", "reached_s"):
+            value = row.get(name)
+            setattr(step, name, float(value) if value is not None and is_number(float(value)) else math.nan)
         if not is_number(end):
             nxt = rows[i + 1].get("start_time") if i + 1 < len(rows) else None
             if nxt is not None and is_number(float(nxt)):
@@ -100,8 +130,79 @@ def _steps_from_stages(stages, run: dict, record_end: dict) -> list[Step]:
     return steps
 
 
+def restamp(frame, stages) -> int:
+    """Assign every record's stage (and settle flag) from stages.csv's spans by its start time, in place.
+
+    The stamp the load side wrote is not trusted blindly: a request that started after the last stage's
+    end (the drain) may have been stamped with the last stage before that end was known. Such requests
+    get ``DRAIN``. Records without a start time keep their stamp. Returns how many stamps changed.
+    """
+    if stages is None or len(frame) == 0:
+        return 0
+    starts = stages["start_time"].to_numpy(dtype="float64")
+    if not np.isfinite(starts).all() or (np.diff(starts) < 0).any():
+        return 0
+    ends = stages["end_time"].to_numpy(dtype="float64")
+    settles = np.nan_to_num(stages["settle_s"].to_numpy(dtype="float64"))
+    numbers = stages["stage"].to_numpy(dtype="float64")
+    start = frame["start_time"].to_numpy(dtype="float64")
+    pos = assign_stages(start, starts, ends)
+    has = np.isfinite(start)
+    old = frame["stage"].to_numpy(dtype="float64")
+    new = np.where(pos >= 0, numbers[np.clip(pos, 0, None)], np.where(pos == DRAIN, DRAIN, -1.0))
+    new = np.where(has, new, old)
+    settle = frame["settle"].to_numpy(dtype=bool)
+    in_stage = has & (pos >= 0)
+    settle = np.where(in_stage, start < starts[np.clip(pos, 0, None)] + settles[np.clip(pos, 0, None)], settle)
+    settle = np.where(has & (pos < 0), False, settle)
+    changed = int((new != old).sum())
+    frame["stage"] = new
+    frame["settle"] = settle
+    return changed
+
+
+def drain_summary(frame) -> dict | None:
+    """The requests that started after the last stage's end: {"requests", "outcomes"} or None."""
+    if len(frame) == 0:
+        return None
+    drained = frame["stage"].to_numpy(dtype="float64") == DRAIN
+    if not drained.any():
+        return None
+    values, counts = np.unique(frame["outcome"].astype(object).to_numpy()[drained].astype(str), return_counts=True)
+    return {"requests": int(drained.sum()), "outcomes": {str(v): int(c) for v, c in zip(values, counts)}}
+
+
+def record_arrivals(frame) -> Arrivals:
+    """Every record's token arrivals (any outcome: the server produced those tokens), cached on the frame."""
+    cached = frame.attrs.get("_arrivals")
+    if cached is not None and cached[0] == len(frame):
+        return cached[1]
+    result = arrivals(frame["start_time"].to_numpy(dtype="float64"), frame["ttft_ms"].to_numpy(dtype="float64"),
+                      frame["e2e_ms"].to_numpy(dtype="float64"), frame["output_tokens"].to_numpy(dtype="float64"),
+                      frame["token_arrivals"].to_numpy(dtype=object) if "token_arrivals" in frame else None)
+    frame.attrs["_arrivals"] = (len(frame), result)
+    return result
+
+
+def window_figures(frame, step: Step, mask=None) -> tuple[float, float]:
+    """(tokens that arrived, successful requests completed) inside the step's window; ``mask`` picks records."""
+    lo, hi = step.window
+    if not (is_number(lo) and is_number(hi)):
+        return math.nan, math.nan
+    ok = frame["outcome"].astype(object).to_numpy() == contract.OK
+    done = ok & completions_in(frame["start_time"].to_numpy(dtype="float64"),
+                               frame["e2e_ms"].to_numpy(dtype="float64"), lo, hi)
+    if mask is not None:
+        done = done & mask
+    return record_arrivals(frame).in_window(lo, hi, mask), float(done.sum())
+
+
 def build_steps(frame, stages, run: dict) -> list[Step]:
-    """One Step per stage with metrics, outcomes, notes-ready counts and the time split."""
+    """One Step per stage with metrics, outcomes, notes-ready counts and the time split.
+
+    Records of the drain (stage ``DRAIN``, see :func:`restamp`) belong to no step; their tokens and
+    completions still count in the window they fall in (none can: they started after the last end).
+    """
     import pandas as pd
 
     stage_all = frame["stage"].to_numpy(dtype="float64")
@@ -112,6 +213,7 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
 
     # Estimated windows for stages without a stages.csv row: first start -> last end of its records.
     present = np.unique(stage_all) if len(stage_all) else np.empty(0)
+    present = present[present != DRAIN]
     record_end, record_start, record_users = {}, {}, {}
     users_all = frame["stage_users"].to_numpy(dtype="float64")
     if len(stage_all):
@@ -175,7 +277,11 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
     for step in steps:
         idx = by_stage[step.stage]
         step.settled = int(settled.get(float(step.stage), 0))
-        step.metrics = compute_all(sample_of(idx, ok, cut, e2e, ttft, tps, tokens, step.window_s))
+        sample = sample_of(idx, ok, cut, e2e, ttft, tps, tokens, step.window_s)
+        sample.tokens_in_window, sample.completed = window_figures(frame, step)
+        sample.users_mean = step.users_mean
+        step.ttft_n = len(sample.ttft_ms)
+        step.metrics = compute_all(sample)
         values, counts = np.unique(outcome_str[idx].astype(str), return_counts=True)
         step.outcomes = {str(v): int(c) for v, c in zip(values, counts)}
         if parts is not None:
@@ -275,6 +381,7 @@ def build_class_rows(frame, steps: list[Step]) -> list[dict]:
     if len(counted) == 0:
         return []
     classes = counted["user_class"].astype(object).fillna("").astype(str).to_numpy()
+    classes_all = frame["user_class"].astype(object).fillna("").astype(str).to_numpy()
     names = sorted(set(classes.tolist()))
     if len(names) < 2:
         return []
@@ -296,6 +403,7 @@ def build_class_rows(frame, steps: list[Step]) -> list[dict]:
             lo, hi = np.searchsorted(sorted_key, [k, k + 0.5])
             if hi > lo:
                 sample = sample_of(order[lo:hi], ok, cut, e2e, ttft, tps, tokens, step.window_s)
+                sample.tokens_in_window, sample.completed = window_figures(frame, step, classes_all == name)
                 rows.append({"stage": step.stage, "users": step.users, "user_class": name or "?",
                              "metrics": compute_all(sample)})
     return rows
