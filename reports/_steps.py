@@ -73,6 +73,7 @@ class Step:
     users_max: float = math.nan
     reached_s: float = math.nan  # seconds until the target count ran (nan with users_mean: never reached)
     ttft_n: int = 0  # successful requests with a TTFT (the TTFT percentiles' sample)
+    end_inclusive: bool = False  # the end is the last request's end (estimated): a completion at it counts
 
     @property
     def window(self) -> tuple[float, float]:
@@ -125,6 +126,7 @@ def _steps_from_stages(stages, run: dict, record_end: dict) -> list[Step]:
                 step.window_note = "no end time: measured up to the run's end (run.json)"
             elif step.stage in record_end:
                 step.end = record_end[step.stage]
+                step.end_inclusive = True
                 step.window_note = "no end time (run stopped?): measured up to its last request's end"
         steps.append(step)
     return steps
@@ -189,6 +191,8 @@ def window_figures(frame, step: Step, mask=None) -> tuple[float, float]:
     lo, hi = step.window
     if not (is_number(lo) and is_number(hi)):
         return math.nan, math.nan
+    if step.end_inclusive:
+        hi = float(np.nextafter(hi, math.inf))
     ok = frame["outcome"].astype(object).to_numpy() == contract.OK
     done = ok & completions_in(frame["start_time"].to_numpy(dtype="float64"),
                                frame["e2e_ms"].to_numpy(dtype="float64"), lo, hi)
@@ -234,7 +238,7 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
     for s in sorted(int(v) for v in present):
         if s not in known:
             step = Step(stage=s, users=record_users.get(s, math.nan), start=record_start.get(s, math.nan),
-                        end=record_end.get(s, math.nan))
+                        end=record_end.get(s, math.nan), end_inclusive=True)
             if s < 0:
                 step.users = math.nan
                 step.window_note = "no load shape: the whole run as one row, duration from its requests"

@@ -23,7 +23,7 @@ def _folder(make_run, users=USERS, run=None, steps=None, **kw):
     for stage, n in enumerate(users):
         records += closed_loop(stage, n, **{**kw, **((steps or {}).get(stage, {}))})
     run = {"label": "t", "api": "ollama-chat", **(run or {})}
-    return make_run(records, stage_rows(users), run=run), records
+    return make_run(records, stage_rows(users, duration=kw.get("step_s", 100.0)), run=run), records
 
 
 def _report(path):
