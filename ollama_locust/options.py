@@ -63,7 +63,10 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option("--step-time", "60s", "how long each step is held (e.g. 30s, 2m)"),
     Option("--settle", "0s", "settle window at the start of each step: its requests are left out of the step's numbers"),
     Option("--step-spawn-rate", 0.0, "users started per second at a step change; 0 = all at once", float),
-    Option("--slo-p95", 0.0, "p95 latency objective in ms (0 = none): a step above it fails", float),
+    Option("--slo-p95", 0.0, "end-to-end p95 latency objective in ms (0 = none): a step above it fails", float),
+    Option("--slo-ttft-p95", 0.0, "time-to-first-token p95 objective in ms (0 = none): a step above it fails; with "
+           "neither objective given, the report judges by its default (TTFT p95 <= 2 s for streamed replies, "
+           "E2E p95 <= 10 s otherwise)", float),
     Option("--min-success", 0.95, "success rate below which a step fails", float),
     Option("--stop-on-failure", False, "stop stepping after the first step that fails the thresholds", is_flag=True),
     Option("--drain-timeout", 10.0, "seconds in-flight requests may finish after the last stage", float),
@@ -134,7 +137,7 @@ def given(namespace) -> dict[str, Any]:
     return {option.dest: getattr(namespace, option.dest) for option in ALL_OPTIONS if hasattr(namespace, option.dest)}
 
 
-THRESHOLDS = ("slo_p95", "min_success")
+THRESHOLDS = ("slo_p95", "slo_ttft_p95", "min_success")
 
 
 def add_report_thresholds(parser) -> None:

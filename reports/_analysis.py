@@ -21,11 +21,32 @@ SLOW_FACTOR = 1.5  # a step's p95 at least this many times the baseline's gets a
 CONCURRENCY_NOTE = {SERIALISED: "requests wait for each other", SHARED: "requests share the server"}
 
 
+DEFAULT_TTFT_P95_MS = 2000.0  # streamed replies: the answer must start within 2 s for 95 % of the requests
+DEFAULT_E2E_P95_MS = 10000.0  # non-streamed replies: the whole answer within 10 s for 95 % of them
+CHANGE_SLO = "--slo-ttft-p95 MS or --slo-p95 MS change it; 0 for both judges success only"
+
+
 @dataclass
 class Slo:
-    p95_ms: float | None
+    p95_ms: float | None  # end-to-end p95 objective
     min_success: float
     source: str  # where the thresholds came from
+    ttft_p95_ms: float | None = None  # time-to-first-token p95 objective
+    default: bool = False  # the latency objective is the report's default, not the user's
+
+    @property
+    def latency_rule(self) -> str:
+        """The latency objective in words ('' when there is none)."""
+        rules = []
+        if self.ttft_p95_ms is not None:
+            rules.append(f"TTFT p95 ≤ {stats.format_seconds(self.ttft_p95_ms)}")
+        if self.p95_ms is not None:
+            rules.append(f"p95 ≤ {stats.format_seconds(self.p95_ms)}")
+        return " and ".join(rules)
+
+    @property
+    def rule(self) -> str:
+        return " and ".join(r for r in (self.latency_rule, f"success ≥ {stats.format_ratio(self.min_success)}") if r)
 
     def verdict(self, step: Step) -> str | None:
         """None when the step meets the SLO, else why not; "" when it had nothing to judge.
@@ -35,11 +56,14 @@ class Slo:
         judged = m.get("requests", 0) - step.outcomes.get(contract.CUT_SHORT, 0)
         if not judged:
             return ""
-        rate, p95 = m.get("success_rate"), m.get("p95_ms")
+        rate, p95, ttft = m.get("success_rate"), m.get("p95_ms"), m.get("ttft_p95_ms")
         if not (is_number(m.get("n")) and m["n"] >= MIN_P95_N):
             p95 = None
+        if step.ttft_n < MIN_P95_N:
+            ttft = None
         reasons = stats.breaches(rate if is_number(rate) else None, p95 if is_number(p95) else None,
-                                 min_success=self.min_success, slo_p95_ms=self.p95_ms)
+                                 min_success=self.min_success, slo_p95_ms=self.p95_ms,
+                                 ttft_p95_ms=ttft if is_number(ttft) else None, slo_ttft_p95_ms=self.ttft_p95_ms)
         return "; ".join(reasons) if reasons else None
 
 
@@ -70,17 +94,38 @@ class Analysis:
         return self.folder.label
 
 
-def resolve_slo(run: dict, slo_p95_ms: float | None, min_success: float | None) -> Slo:
+def resolve_slo(run: dict, slo_p95_ms: float | None, min_success: float | None,
+                slo_ttft_p95_ms: float | None = None, streamed: bool = True) -> Slo:
+    """The thresholds: the command line's, else run.json's, else the defaults.
+
+    With no latency objective given anywhere, the default one: TTFT p95 ≤ 2 s when the replies were
+    streamed (``streamed``: some successful request has a TTFT), else end-to-end p95 ≤ 10 s.
+    A value of 0 (either objective) on the command line or in run.json means "none" and is kept.
+    """
     run_slo = run.get("slo") if isinstance(run.get("slo"), dict) else {}
     sources = []
-    p95 = slo_p95_ms
-    if p95 is not None:
-        sources.append("p95 from the command line")
-    elif is_number(run_slo.get("p95_ms")) and run_slo["p95_ms"] > 0:
-        p95 = float(run_slo["p95_ms"])
-        sources.append("p95 from run.json")
-    if p95 is not None and p95 <= 0:
-        p95 = None
+
+    def pick(given, key, what):
+        if given is not None:
+            sources.append(f"{what} from the command line")
+            return given, True
+        if is_number(run_slo.get(key)) and run_slo[key] > 0:
+            sources.append(f"{what} from run.json")
+            return float(run_slo[key]), True
+        return None, False
+
+    p95, p95_given = pick(slo_p95_ms, "p95_ms", "p95")
+    ttft, ttft_given = pick(slo_ttft_p95_ms, "ttft_p95_ms", "TTFT p95")
+    p95 = p95 if p95 is not None and p95 > 0 else None
+    ttft = ttft if ttft is not None and ttft > 0 else None
+    default = not (p95_given or ttft_given)
+    if default:
+        if streamed:
+            ttft = DEFAULT_TTFT_P95_MS
+            sources.append("default TTFT p95 objective for streamed replies")
+        else:
+            p95 = DEFAULT_E2E_P95_MS
+            sources.append("default end-to-end p95 objective for non-streamed replies")
     rate = min_success
     if rate is not None:
         sources.append("success threshold from the command line")
@@ -90,7 +135,7 @@ def resolve_slo(run: dict, slo_p95_ms: float | None, min_success: float | None) 
     else:
         rate = DEFAULT_MIN_SUCCESS
         sources.append("default success threshold")
-    return Slo(p95_ms=p95, min_success=rate, source=", ".join(sources))
+    return Slo(p95_ms=p95, min_success=rate, source=", ".join(sources), ttft_p95_ms=ttft, default=default)
 
 
 def _no_durations_text(run: dict) -> str:
@@ -102,9 +147,12 @@ def _no_durations_text(run: dict) -> str:
     return "n/a: no request carried server durations (load/prompt eval/eval)"
 
 
-def analyse(path: str, *, slo_p95_ms: float | None = None, min_success: float | None = None) -> Analysis:
+def analyse(path: str, *, slo_p95_ms: float | None = None, min_success: float | None = None,
+            slo_ttft_p95_ms: float | None = None) -> Analysis:
     folder = load_run(path)
-    slo = resolve_slo(folder.run, slo_p95_ms, min_success)
+    streamed = folder.requests is not None and bool(
+        ((folder.requests["outcome"].astype(object) == contract.OK) & folder.requests["ttft_ms"].notna()).any())
+    slo = resolve_slo(folder.run, slo_p95_ms, min_success, slo_ttft_p95_ms, streamed)
     if folder.requests is not None:
         restamped = restamp(folder.requests, folder.stages)
         steps = build_steps(folder.requests, folder.stages, folder.run)

@@ -84,7 +84,7 @@ def client_split_section(a: Analysis) -> list[str]:
     if not any(s.client_split for s in a.steps):
         return []
     suffix = {"ttft_ms": " (median)", "streaming_ms": " (median)", "requests_ahead": " (mean)",
-              "ahead_left_ms": " (mean)", "streams_alongside": " (mean)"}
+              "ahead_left_ms": " (mean)", "streams_alongside": " (mean)", "holding_at_send": " (mean)"}
     header = ["Concurrent users", "Requests with TTFT"] + \
              [label[0].upper() + label[1:] + suffix.get(key, "") for key, label, _ in CLIENT_SPLIT] + ["Verdict"]
     rows, sentences = [], []
@@ -97,6 +97,7 @@ def client_split_section(a: Analysis) -> list[str]:
         for key, _, _ in CLIENT_SPLIT:
             value = c.get(key)
             cells.append(format_seconds(value) if key.endswith("_ms") and is_number(value)
+                         else f"{value} of {c['n']} ({c.get('waited_from')})" if key == "waited"
                          else format_value("ratio", value) if key == "ttft_share"
                          else f"{value:.1f}" if is_number(value) else "–")
         mode = (step.concurrency or {}).get("mode")
@@ -175,8 +176,7 @@ def render(a: Analysis, conclusion: dict, plots: list[tuple[str, str]]) -> str:
                    "the difference of its running totals; Req/s counts successful requests over the step's "
                    "time in the history; TTFT and tokens/s are not in Locust's CSVs.")
     slo = a.slo
-    out.append(f"Thresholds: success ≥ {format_value('ratio', slo.min_success)}"
-               + (f", p95 ≤ {format_seconds(slo.p95_ms)}" if slo.p95_ms is not None else ", no p95 SLO")
+    out.append(f"Thresholds: {slo.rule}" + ("" if slo.latency_rule else ", no latency objective")
                + f" ({slo.source}).")
     out.append("")
     if a.class_rows:

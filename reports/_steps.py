@@ -13,7 +13,7 @@ import numpy as np
 
 from ollama_locust import contract
 
-from ._concurrency import overlap_measures
+from ._concurrency import holding_at_send, overlap_measures
 from ._step_metrics import Sample, compute_all, is_number
 from ._window import Arrivals, arrivals, assign_stages, completions_in
 
@@ -39,7 +39,16 @@ CLIENT_SPLIT: tuple[tuple[str, str, str], ...] = (
                                                          "had finished: what a one-at-a-time server makes it wait"),
     ("streams_alongside", "answers streaming alongside", "mean number of other answers streaming while one "
                                                          "streamed (overlap of first token..end, time-weighted)"),
+    ("holding_at_send", "holding a slot at send", "mean number of other requests holding a server slot when a request "
+                                                  "was sent: from start + queue wait to the end (only where the "
+                                                  "server reports its durations); the rest of the requests ahead "
+                                                  "were queued"),
+    ("in_flight_p95", "in flight (p95)", "95th percentile of the requests in flight (this one included) at each "
+                                         "request's send: the concurrency the step really put on the server"),
+    ("waited", "waited > 0.1 s to start", "successful requests whose queue wait (where reported; else TTFT minus the "
+                                          "step's fastest TTFT) exceeded 0.1 s"),
 )
+WAITED_MS = 100.0  # a request that waited longer than this for a slot "waited to start"
 
 OUTCOME_NOTE = {
     contract.TIMEOUT: ("timeout", "timeouts"),
@@ -73,6 +82,8 @@ class Step:
     users_max: float = math.nan
     reached_s: float = math.nan  # seconds until the target count ran (nan with users_mean: never reached)
     ttft_n: int = 0  # successful requests with a TTFT (the TTFT percentiles' sample)
+    invalid_cut: int = 0  # invalid replies that ended at the length limit (done_reason "length")
+    all_replies: dict | None = None  # {"n", "p50_ms", "p95_ms"} over every fully measured reply (ok + invalid)
     end_inclusive: bool = False  # the end is the last request's end (estimated): a completion at it counts
 
     @property
@@ -251,7 +262,12 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
             step.window_s = max(0.0, step.end - step.start - step.settle_s)
 
     # Overlap of all records (settle window and failures included: they occupied the server too).
-    overlap_all = overlap_measures(start_all, e2e_all, frame["ttft_ms"].to_numpy(dtype="float64"))
+    ttft_all = frame["ttft_ms"].to_numpy(dtype="float64")
+    overlap_all = overlap_measures(start_all, e2e_all, ttft_all)
+    queue_all = frame["queue_wait_ms"].to_numpy(dtype="float64")
+    hold_all = start_all + queue_all / 1000.0  # nan without the server's queue wait: no slot split then
+    overlap_all = overlap_all + (holding_at_send(start_all, hold_all, np.where(np.isfinite(e2e_all), end_all, np.nan)),
+                                 queue_all)
 
     # Counted records: the settle window's ones are left out (and counted per step).
     counted = frame.loc[~settle_all] if settle_all.any() else frame
@@ -266,6 +282,7 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
     ttft = counted["ttft_ms"].to_numpy(dtype="float64")
     tps = counted["tokens_per_s"].to_numpy(dtype="float64")
     tokens = counted["output_tokens"].to_numpy(dtype="float64")
+    done_reason = counted["done_reason"].astype(object).to_numpy() if len(counted) else np.empty(0, dtype=object)
 
     order = np.argsort(stage, kind="stable")
     sorted_stage = stage[order]
@@ -285,6 +302,14 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
         sample.tokens_in_window, sample.completed = window_figures(frame, step)
         sample.users_mean = step.users_mean
         step.ttft_n = len(sample.ttft_ms)
+        invalid = idx[outcome_str[idx] == contract.INVALID]
+        if len(invalid):
+            step.invalid_cut = int((done_reason[invalid] == "length").sum())
+            replies = idx[(ok[idx] | (outcome_str[idx] == contract.INVALID)) & np.isfinite(e2e[idx])]
+            if len(replies):
+                values = e2e[replies]
+                step.all_replies = {"n": int(len(values)), "p50_ms": float(np.percentile(values, 50)),
+                                    "p95_ms": float(np.percentile(values, 95))}
         step.metrics = compute_all(sample)
         values, counts = np.unique(outcome_str[idx].astype(str), return_counts=True)
         step.outcomes = {str(v): int(c) for v, c in zip(values, counts)}
@@ -348,12 +373,22 @@ def _client_split_of(idx, ok, e2e, ttft, tps, overlap) -> dict | None:
         values = values[np.isfinite(values)]
         return float(np.mean(values)) if len(values) else math.nan
 
-    ahead, left, along = overlap
+    ahead, left, along, holding, queue = overlap
+    in_flight = ahead[idx]
+    in_flight = in_flight[np.isfinite(in_flight)] + 1
+    q = queue[use]
+    if np.isfinite(q).any():
+        waited, waited_from = int((q[np.isfinite(q)] > WAITED_MS).sum()), "queue wait"
+    else:
+        waited, waited_from = int((ttft[use] - ttft[use].min() > WAITED_MS).sum()), "TTFT"
     return {
         "n": int(len(use)), "n_with_rate": int(np.isfinite(tps[use]).sum()),
         "ttft_ms": first, "streaming_ms": rest,
         "ttft_share": first / (first + rest) if first + rest > 0 else math.nan,
         "requests_ahead": mean(ahead), "ahead_left_ms": mean(left), "streams_alongside": mean(along),
+        "holding_at_send": mean(holding),
+        "in_flight_p95": float(np.percentile(in_flight, 95)) if len(in_flight) else math.nan,
+        "waited": waited, "waited_from": waited_from,
         "ttft_mean_ms": float(np.mean(ttft[use])),
     }
 
