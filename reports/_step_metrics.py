@@ -92,8 +92,7 @@ class StepMetric:
     plot: str = ""  # which figure shows it: latency | throughput | ""
 
 
-WINDOW_TEXT = ("the step's measured window: the stage's start (after its settle window) to its end, from "
-               "stages.csv; nothing after the last stage's end belongs to any step")
+WINDOW_TEXT = "the step's window (stage start + settle to stage end, from stages.csv)"
 
 STEP_METRICS: tuple[StepMetric, ...] = (
     StepMetric("users_held", "Users held", "users",
@@ -130,12 +129,12 @@ STEP_METRICS: tuple[StepMetric, ...] = (
            "median decode rate of one successful request: (output_tokens - 1) / (e2e - ttft)",
            lambda s: percentile(s.tokens_per_s, 50), higher_is_better=True, compare=True, plot="throughput"),
     StepMetric("tokens_per_s_total", "Tokens/s (total)", "tok/s",
-           "output tokens that arrived inside " + WINDOW_TEXT + " (every reply's, by its token_arrivals buckets; "
-           "a bucket cut by the window's edge split linearly), / the window's length: what the server delivered, "
-           "so never above its capacity",
+           "output tokens that arrived inside " + WINDOW_TEXT + ", every reply's, spread over its token_arrivals "
+           "buckets (a bucket cut by the window's edge split linearly), / the window's length: what the server "
+           "delivered, so never above its capacity",
            lambda s: _per_window(s.tokens_in_window, s), higher_is_better=True, compare=True, plot="throughput"),
     StepMetric("req_per_s", "Req/s", "req/s",
-           "successful requests completed inside the window (Completed) / the window's length (goodput)",
+           "Completed / the window's length (goodput)",
            lambda s: _per_window(s.completed, s), higher_is_better=True, compare=True, plot="throughput"),
 )
 STEP_METRIC_BY_KEY: dict[str, StepMetric] = {m.key: m for m in STEP_METRICS}

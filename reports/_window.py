@@ -62,40 +62,49 @@ def parse_cell(cell) -> tuple[float, list[int]] | None:
 
 def arrivals(start_time: np.ndarray, ttft_ms: np.ndarray, e2e_ms: np.ndarray, output_tokens: np.ndarray,
              cells) -> Arrivals:
-    """The flattened token arrivals of every record (see the module's docstring for the rule)."""
+    """The flattened token arrivals of every record (see the module's docstring for the rule).
+
+    Records with a ``token_arrivals`` cell are parsed one by one (a few thousand per run); the rest are
+    handled as whole arrays, so a million records without cells cost a few numpy passes."""
+    start = np.asarray(start_time, dtype=float)
+    tokens = np.asarray(output_tokens, dtype=float)
+    ttft, e2e = np.asarray(ttft_ms, dtype=float), np.asarray(e2e_ms, dtype=float)
+    first = start + ttft / 1000.0
+    last = start + e2e / 1000.0
+    usable = np.isfinite(start) & np.isfinite(tokens) & (tokens > 0)
+    parsed_mask = np.zeros(len(start), dtype=bool)
     rec, los, his, toks = [], [], [], []
-    estimated = 0
-    for i in range(len(start_time)):
-        start, tokens = float(start_time[i]), float(output_tokens[i])
-        if not (math.isfinite(start) and math.isfinite(tokens)) or tokens <= 0:
-            continue
-        ttft, e2e = float(ttft_ms[i]), float(e2e_ms[i])
-        first = start + ttft / 1000.0 if math.isfinite(ttft) else math.nan
-        last = start + e2e / 1000.0 if math.isfinite(e2e) else math.nan
-        parsed = parse_cell(cells[i]) if cells is not None else None
-        if parsed is not None:
+    if cells is not None:
+        cells = np.asarray(cells, dtype=object)
+        candidates = np.flatnonzero(usable & np.fromiter((isinstance(c, str) and c != "" for c in cells),
+                                                         dtype=bool, count=len(cells)))
+        for i in candidates:
+            parsed = parse_cell(cells[i])
+            if parsed is None:
+                continue
             width, counts = parsed
             total = sum(counts)
-            if total > 0:
-                scale = tokens / total
-                w = width / 1000.0
-                for k, c in enumerate(counts):
-                    if c:
-                        b_lo, b_hi = start + k * w, start + (k + 1) * w
-                        if math.isfinite(first):
-                            b_lo = max(b_lo, first)
-                        if math.isfinite(last):
-                            b_hi = min(b_hi, last)
-                        b_hi = max(b_hi, b_lo)
-                        rec.append(i), los.append(b_lo), his.append(b_hi), toks.append(c * scale)
+            if total <= 0:
                 continue
-        if not math.isfinite(last):
-            continue
-        estimated += 1
-        lo = first if math.isfinite(first) and first <= last else last
-        rec.append(i), los.append(lo), his.append(last), toks.append(tokens)
-    return Arrivals(np.asarray(rec, dtype=np.int64), np.asarray(los, dtype=float), np.asarray(his, dtype=float),
-                    np.asarray(toks, dtype=float), estimated)
+            parsed_mask[i] = True
+            scale = float(tokens[i]) / total
+            w = width / 1000.0
+            s0, f, e = float(start[i]), float(first[i]), float(last[i])
+            for k, c in enumerate(counts):
+                if c:
+                    b_lo, b_hi = s0 + k * w, s0 + (k + 1) * w
+                    if math.isfinite(f):
+                        b_lo = max(b_lo, f)
+                    if math.isfinite(e):
+                        b_hi = min(b_hi, e)
+                    rec.append(i), los.append(b_lo), his.append(max(b_hi, b_lo)), toks.append(c * scale)
+    # The rest: spread evenly over first token .. last byte, or all at the last byte without a first token.
+    rest = np.flatnonzero(usable & ~parsed_mask & np.isfinite(last))
+    lo = np.where(np.isfinite(first[rest]) & (first[rest] <= last[rest]), first[rest], last[rest])
+    return Arrivals(np.concatenate([np.asarray(rec, dtype=np.int64), rest.astype(np.int64)]),
+                    np.concatenate([np.asarray(los, dtype=float), lo]),
+                    np.concatenate([np.asarray(his, dtype=float), last[rest]]),
+                    np.concatenate([np.asarray(toks, dtype=float), tokens[rest]]), int(len(rest)))
 
 
 def completions_in(start_time: np.ndarray, e2e_ms: np.ndarray, lo: float, hi: float) -> np.ndarray:
