@@ -266,3 +266,17 @@ def test_gateway_template_needs_prompt():
     with pytest.raises(GatewayConfigError, match=r"no \{\{prompt\}\} placeholder"):
         GatewayClient("http://127.0.0.1:1", "m", template={"q": "hello"})
     assert render({"messages": "{{messages}}", "x": ["{{model}}"]}, "p", "m", MESSAGES) == {"messages": MESSAGES, "x": ["m"]}
+
+
+def test_token_arrivals_bucket_the_content_chunks(server):
+    # chunks at ~0, ~0.25 and ~0.27 s after the first: buckets of 100 ms after the send
+    script = [head(), chunked(line("A")), 0.25, chunked(line("B")), 0.02, chunked(line("C")), chunked(FINAL), END]
+    server.scripts.append(script)
+    record, _ = client(server).chat(MESSAGES)
+    assert record["outcome"] == contract.OK
+    width, _, counts = record["token_arrivals"].partition(":")
+    counts = [int(c) for c in counts.split(",")]
+    assert width == str(contract.TOKEN_BUCKET_MS) and sum(counts) == 3
+    assert counts[int(record["ttft_ms"] // contract.TOKEN_BUCKET_MS)] >= 1  # the first chunk at TTFT
+    assert counts[-1] >= 1 and len(counts) >= 3  # the last ones ~0.25 s later, before the last byte
+    assert len(counts) <= int(record["e2e_ms"] // contract.TOKEN_BUCKET_MS) + 1
