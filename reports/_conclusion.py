@@ -267,7 +267,7 @@ def conclude(a: Analysis) -> dict:
         flight = (best.client_split or {}).get("in_flight_p95")
         if is_number(flight):
             limit = max(1, int(flight))
-            recs.append(f"Rate-limit the gateway at {limit} concurrent requests (the in-flight p95 measured at "
+            recs.append(f"Rate-limit the gateway at {limit} concurrent request{'s' if limit != 1 else ''} (the in-flight p95 measured at "
                         f"{users_text(best)}, the largest step that met the SLO); queue or refuse the rest rather "
                         "than letting everyone slow down.")
         else:

@@ -170,6 +170,7 @@ class RunOwner:
             stop_on_failure=options.get(environment, "stop_on_failure"),
             min_success=options.get(environment, "min_success"),
             slo_p95_ms=slo,
+            slo_ttft_p95_ms=options.get(environment, "slo_ttft_p95") or None,
             drain_timeout_s=options.get(environment, "drain_timeout"),
             user_count=lambda: self.runner.user_count,
         )
