@@ -91,7 +91,7 @@ def test_results_json_and_markdown_loop_over_the_same_metrics(make_run):
     assert data["conclusion"]["failure_point_users"] == 3
     assert data["conclusion"]["largest_users_meeting_slo"] == 1
     md = _read(os.path.join(path, "results.md"))
-    assert "Rate-limit the gateway at 1 concurrent requests" in md
+    assert "Rate-limit the gateway at 1 concurrent request (the in-flight p95 measured at 1 user" in md
     assert "numpy.percentile" in md
 
 
