@@ -11,10 +11,12 @@ import re
 
 import pytest
 
+from ollama_locust.simulator.profiles import PROFILES, throughput
 from tests.e2e.helpers import assert_no_traceback, ollama_locust, only_run_dir, report_vs_truth, run
 
 GPU = ["--profile", "gpu-llama3-8b", "--load-time", "0"]
-CAPACITY = {1: 100.0, 4: 100.0 * 3.0}  # the profile's decode rate: one stream, and its ~3× ceiling in parallel
+# The server's capacity: the profile's aggregate decode rate with every slot busy (100 and ~210 tokens/s).
+CAPACITY = {slots: throughput(PROFILES["gpu-llama3-8b"], slots) for slots in (1, 4)}
 TOLERANCE = 0.03
 
 
@@ -38,6 +40,8 @@ def _check(rows, capacity=None):
         assert row["req_per_s"] == pytest.approx(row["truth_req_per_s"], rel=TOLERANCE), row
         if capacity is not None:
             assert row["tokens_per_s"] <= capacity * 1.01, row
+        if row["users_held"] == row["users_held"]:  # recorded (stages.csv users_mean): never above the target
+            assert 0 < row["users_held"] <= row["users"] + 1e-6, row
 
 
 def _gain(text: str, label: str, users: int) -> float:
