@@ -186,18 +186,13 @@ def drain_summary(frame) -> dict | None:
 
 
 def record_arrivals(frame) -> Arrivals:
-    """Every record's token arrivals (any outcome: the server produced those tokens), cached on the frame."""
-    cached = frame.attrs.get("_arrivals")
-    if cached is not None and cached[0] == len(frame):
-        return cached[1]
-    result = arrivals(frame["start_time"].to_numpy(dtype="float64"), frame["ttft_ms"].to_numpy(dtype="float64"),
+    """Every record's token arrivals (any outcome: the server produced those tokens)."""
+    return arrivals(frame["start_time"].to_numpy(dtype="float64"), frame["ttft_ms"].to_numpy(dtype="float64"),
                       frame["e2e_ms"].to_numpy(dtype="float64"), frame["output_tokens"].to_numpy(dtype="float64"),
                       frame["token_arrivals"].to_numpy(dtype=object) if "token_arrivals" in frame else None)
-    frame.attrs["_arrivals"] = (len(frame), result)
-    return result
 
 
-def window_figures(frame, step: Step, mask=None) -> tuple[float, float]:
+def window_figures(frame, step: Step, arrived: Arrivals, mask=None) -> tuple[float, float]:
     """(tokens that arrived, successful requests completed) inside the step's window; ``mask`` picks records."""
     lo, hi = step.window
     if not (is_number(lo) and is_number(hi)):
@@ -209,7 +204,7 @@ def window_figures(frame, step: Step, mask=None) -> tuple[float, float]:
                                frame["e2e_ms"].to_numpy(dtype="float64"), lo, hi)
     if mask is not None:
         done = done & mask
-    return record_arrivals(frame).in_window(lo, hi, mask), float(done.sum())
+    return arrived.in_window(lo, hi, mask), float(done.sum())
 
 
 def build_steps(frame, stages, run: dict) -> list[Step]:
@@ -292,6 +287,7 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
         by_stage[step.stage] = order[lo:hi]
 
     parts = _time_parts(counted, ok)
+    arrived = record_arrivals(frame)
     failures = ~ok & ~cut
     fail_frame = counted.loc[failures, ["stage", "outcome", "http_status", "error"]] if failures.any() else None
 
@@ -299,7 +295,7 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
         idx = by_stage[step.stage]
         step.settled = int(settled.get(float(step.stage), 0))
         sample = sample_of(idx, ok, cut, e2e, ttft, tps, tokens, step.window_s)
-        sample.tokens_in_window, sample.completed = window_figures(frame, step)
+        sample.tokens_in_window, sample.completed = window_figures(frame, step, arrived)
         sample.users_mean = step.users_mean
         step.ttft_n = len(sample.ttft_ms)
         invalid = idx[outcome_str[idx] == contract.INVALID]
@@ -421,6 +417,7 @@ def build_class_rows(frame, steps: list[Step]) -> list[dict]:
         return []
     classes = counted["user_class"].astype(object).fillna("").astype(str).to_numpy()
     classes_all = frame["user_class"].astype(object).fillna("").astype(str).to_numpy()
+    arrived = record_arrivals(frame)
     names = sorted(set(classes.tolist()))
     if len(names) < 2:
         return []
@@ -442,7 +439,7 @@ def build_class_rows(frame, steps: list[Step]) -> list[dict]:
             lo, hi = np.searchsorted(sorted_key, [k, k + 0.5])
             if hi > lo:
                 sample = sample_of(order[lo:hi], ok, cut, e2e, ttft, tps, tokens, step.window_s)
-                sample.tokens_in_window, sample.completed = window_figures(frame, step, classes_all == name)
+                sample.tokens_in_window, sample.completed = window_figures(frame, step, arrived, classes_all == name)
                 rows.append({"stage": step.stage, "users": step.users, "user_class": name or "?",
                              "metrics": compute_all(sample)})
     return rows
