@@ -15,7 +15,7 @@ from ollama_locust import contract
 
 from ._concurrency import holding_at_send, overlap_measures
 from ._step_metrics import Sample, compute_all, is_number
-from ._window import Arrivals, arrivals, assign_stages, completions_in
+from ._window import Arrivals, arrivals, assign_stages, count_in
 
 DRAIN = -2  # the stage of a request that started after the last stage's end (restamp): no step's
 
@@ -189,22 +189,26 @@ def record_arrivals(frame) -> Arrivals:
     """Every record's token arrivals (any outcome: the server produced those tokens)."""
     return arrivals(frame["start_time"].to_numpy(dtype="float64"), frame["ttft_ms"].to_numpy(dtype="float64"),
                       frame["e2e_ms"].to_numpy(dtype="float64"), frame["output_tokens"].to_numpy(dtype="float64"),
-                      frame["token_arrivals"].to_numpy(dtype=object) if "token_arrivals" in frame else None)
+                      frame["token_arrivals"].to_numpy(dtype=object) if "token_arrivals" in frame else None,
+                      frame["token_arrivals"].notna().to_numpy() if "token_arrivals" in frame else None)
 
 
-def window_figures(frame, step: Step, arrived: Arrivals, mask=None) -> tuple[float, float]:
-    """(tokens that arrived, successful requests completed) inside the step's window; ``mask`` picks records."""
-    lo, hi = step.window
-    if not (is_number(lo) and is_number(hi)):
-        return math.nan, math.nan
-    if step.end_inclusive:
-        hi = float(np.nextafter(hi, math.inf))
+def ok_ends(frame, mask=None) -> np.ndarray:
+    """The sorted completion times (start + e2e) of the successful records (``mask``: only some records)."""
     ok = frame["outcome"].astype(object).to_numpy() == contract.OK
-    done = ok & completions_in(frame["start_time"].to_numpy(dtype="float64"),
-                               frame["e2e_ms"].to_numpy(dtype="float64"), lo, hi)
     if mask is not None:
-        done = done & mask
-    return arrived.in_window(lo, hi, mask), float(done.sum())
+        ok = ok & mask
+    end = frame["start_time"].to_numpy(dtype="float64") + frame["e2e_ms"].to_numpy(dtype="float64") / 1000.0
+    end = end[ok]
+    return np.sort(end[np.isfinite(end)])
+
+
+def step_window(step: Step) -> tuple[float, float]:
+    """The step's window [lo, hi), hi nudged past an estimated end (the last request's end counts)."""
+    lo, hi = step.window
+    if step.end_inclusive and is_number(hi):
+        hi = float(np.nextafter(hi, math.inf))
+    return lo, hi
 
 
 def build_steps(frame, stages, run: dict) -> list[Step]:
@@ -287,7 +291,7 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
         by_stage[step.stage] = order[lo:hi]
 
     parts = _time_parts(counted, ok)
-    arrived = record_arrivals(frame)
+    arrived, ends = record_arrivals(frame), ok_ends(frame)
     failures = ~ok & ~cut
     fail_frame = counted.loc[failures, ["stage", "outcome", "http_status", "error"]] if failures.any() else None
 
@@ -295,7 +299,8 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
         idx = by_stage[step.stage]
         step.settled = int(settled.get(float(step.stage), 0))
         sample = sample_of(idx, ok, cut, e2e, ttft, tps, tokens, step.window_s)
-        sample.tokens_in_window, sample.completed = window_figures(frame, step, arrived)
+        lo, hi = step_window(step)
+        sample.tokens_in_window, sample.completed = arrived.in_window(lo, hi), count_in(ends, lo, hi)
         sample.users_mean = step.users_mean
         step.ttft_n = len(sample.ttft_ms)
         invalid = idx[outcome_str[idx] == contract.INVALID]
@@ -411,13 +416,14 @@ def _failure_details(steps: list[Step], fail) -> None:
 
 def build_class_rows(frame, steps: list[Step]) -> list[dict]:
     """Per step × user class: {"stage", "users", "user_class", "metrics"} (settle excluded)."""
+    import pandas as pd
+
     settle = frame["settle"].to_numpy(dtype=bool)
     counted = frame.loc[~settle] if settle.any() else frame
     if len(counted) == 0:
         return []
     classes = counted["user_class"].astype(object).fillna("").astype(str).to_numpy()
     classes_all = frame["user_class"].astype(object).fillna("").astype(str).to_numpy()
-    arrived = record_arrivals(frame)
     names = sorted(set(classes.tolist()))
     if len(names) < 2:
         return []
@@ -432,14 +438,20 @@ def build_class_rows(frame, steps: list[Step]) -> list[dict]:
     key = stage * (len(names) + 1) + code
     order = np.argsort(key, kind="stable")
     sorted_key = key[order]
+    arrived = record_arrivals(frame)
+    codes_all = pd.Categorical(classes_all, categories=names).codes.astype(np.int64)
+    codes_all[codes_all < 0] = len(names)  # a class only in the settle window: a group of its own
+    ends_by = [ok_ends(frame, codes_all == i) for i in range(len(names))]
     rows = []
     for step in steps:
+        w_lo, w_hi = step_window(step)
+        tokens_by = arrived.in_window_by(w_lo, w_hi, codes_all, len(names) + 1)
         for i, name in enumerate(names):
             k = step.stage * (len(names) + 1) + i
             lo, hi = np.searchsorted(sorted_key, [k, k + 0.5])
             if hi > lo:
                 sample = sample_of(order[lo:hi], ok, cut, e2e, ttft, tps, tokens, step.window_s)
-                sample.tokens_in_window, sample.completed = window_figures(frame, step, arrived, classes_all == name)
+                sample.tokens_in_window, sample.completed = float(tokens_by[i]), count_in(ends_by[i], w_lo, w_hi)
                 rows.append({"stage": step.stage, "users": step.users, "user_class": name or "?",
                              "metrics": compute_all(sample)})
     return rows

@@ -10,7 +10,8 @@ Pure numpy over plain arrays (no pandas, no run folder), so it is unit-tested on
   A record without ``token_arrivals`` (an older run, a reply without content timing) spreads its tokens
   evenly over first token .. last byte (a stated approximation), or puts them at the last byte when it
   has no first-token time (``stream: false``: the tokens arrive with the one reply).
-* **Completions in a window**: ``start_time + e2e_ms`` inside ``[lo, hi)``.
+* **Completions in a window**: ``start_time + e2e_ms`` inside ``[lo, hi)``, counted on the sorted
+  completion times (two binary searches per window).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 @dataclass
 class Arrivals:
-    """All records' token arrivals, flattened: one row per (record, bucket) with tokens > 0."""
+    """All records' token arrivals, flattened: one row per (record, bucket) with tokens > 0, sorted by ``lo``."""
 
     record: np.ndarray  # index of the record each bucket belongs to
     lo: np.ndarray  # unix seconds the bucket (clipped to first token .. last byte) starts
@@ -31,18 +32,43 @@ class Arrivals:
     tokens: np.ndarray  # output tokens credited to the bucket
     estimated: int = 0  # records whose arrivals were spread evenly (no token_arrivals cell)
 
+    def __post_init__(self) -> None:
+        order = np.argsort(self.lo, kind="stable")
+        self.record, self.lo, self.hi, self.tokens = (a[order] for a in (self.record, self.lo, self.hi, self.tokens))
+        self._widest = float((self.hi - self.lo).max()) if len(self.lo) else 0.0
+
+    def _shares(self, lo: float, hi: float) -> tuple[slice, np.ndarray]:
+        """The buckets that can overlap [lo, hi) (a slice of the sorted rows) and the share of each inside."""
+        a = int(np.searchsorted(self.lo, lo - self._widest, side="left"))
+        b = int(np.searchsorted(self.lo, hi, side="left"))
+        part = slice(a, b)
+        b_lo, b_hi = self.lo[part], self.hi[part]
+        width = b_hi - b_lo
+        overlap = np.clip(np.minimum(b_hi, hi) - np.maximum(b_lo, lo), 0.0, None)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(width > 0, overlap / width, ((b_lo >= lo) & (b_lo < hi)).astype(float))
+        return part, share
+
     def in_window(self, lo: float, hi: float, mask: np.ndarray | None = None) -> float:
         """Tokens that arrived in ``[lo, hi)``; ``mask`` (per record, bool) keeps only some records."""
-        if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo or len(self.tokens) == 0:
-            return 0.0 if math.isfinite(lo) and math.isfinite(hi) else math.nan
-        width = self.hi - self.lo
-        overlap = np.clip(np.minimum(self.hi, hi) - np.maximum(self.lo, lo), 0.0, None)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(width > 0, overlap / width, ((self.lo >= lo) & (self.lo < hi)).astype(float))
-        counted = self.tokens * share
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return math.nan
+        if hi <= lo or len(self.tokens) == 0:
+            return 0.0
+        part, share = self._shares(lo, hi)
+        counted = self.tokens[part] * share
         if mask is not None:
-            counted = counted[mask[self.record]]
+            counted = counted[mask[self.record[part]]]
         return float(counted.sum())
+
+    def in_window_by(self, lo: float, hi: float, codes: np.ndarray, groups: int) -> np.ndarray:
+        """Tokens that arrived in ``[lo, hi)`` per group (``codes``: each record's group, 0..groups-1)."""
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return np.full(groups, math.nan)
+        if hi <= lo or len(self.tokens) == 0:
+            return np.zeros(groups)
+        part, share = self._shares(lo, hi)
+        return np.bincount(codes[self.record[part]], weights=self.tokens[part] * share, minlength=groups)
 
 
 def parse_cell(cell) -> tuple[float, list[int]] | None:
@@ -61,11 +87,12 @@ def parse_cell(cell) -> tuple[float, list[int]] | None:
 
 
 def arrivals(start_time: np.ndarray, ttft_ms: np.ndarray, e2e_ms: np.ndarray, output_tokens: np.ndarray,
-             cells) -> Arrivals:
+             cells, present: np.ndarray | None = None) -> Arrivals:
     """The flattened token arrivals of every record (see the module's docstring for the rule).
 
     Records with a ``token_arrivals`` cell are parsed one by one (a few thousand per run); the rest are
-    handled as whole arrays, so a million records without cells cost a few numpy passes."""
+    handled as whole arrays, so a million records without cells cost a few numpy passes. ``present``
+    (bool per record) says which cells are filled, when the caller knows it already."""
     start = np.asarray(start_time, dtype=float)
     tokens = np.asarray(output_tokens, dtype=float)
     ttft, e2e = np.asarray(ttft_ms, dtype=float), np.asarray(e2e_ms, dtype=float)
@@ -76,8 +103,9 @@ def arrivals(start_time: np.ndarray, ttft_ms: np.ndarray, e2e_ms: np.ndarray, ou
     rec, los, his, toks = [], [], [], []
     if cells is not None:
         cells = np.asarray(cells, dtype=object)
-        candidates = np.flatnonzero(usable & np.fromiter((isinstance(c, str) and c != "" for c in cells),
-                                                         dtype=bool, count=len(cells)))
+        if present is None:
+            present = np.fromiter((isinstance(c, str) and c != "" for c in cells), dtype=bool, count=len(cells))
+        candidates = np.flatnonzero(usable & present)
         for i in candidates:
             parsed = parse_cell(cells[i])
             if parsed is None:
@@ -107,11 +135,11 @@ def arrivals(start_time: np.ndarray, ttft_ms: np.ndarray, e2e_ms: np.ndarray, ou
                     np.concatenate([np.asarray(toks, dtype=float), tokens[rest]]), int(len(rest)))
 
 
-def completions_in(start_time: np.ndarray, e2e_ms: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Per record: did it complete (start + e2e) inside ``[lo, hi)``?"""
-    end = start_time + e2e_ms / 1000.0
-    with np.errstate(invalid="ignore"):
-        return (end >= lo) & (end < hi)
+def count_in(sorted_ends: np.ndarray, lo: float, hi: float) -> float:
+    """How many of the (sorted, finite) completion times lie in ``[lo, hi)``."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return math.nan
+    return float(np.searchsorted(sorted_ends, hi, side="left") - np.searchsorted(sorted_ends, lo, side="left"))
 
 
 def assign_stages(start_time: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

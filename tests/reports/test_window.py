@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ollama_locust.reports import analyse
-from ollama_locust.reports._window import arrivals, assign_stages, completions_in, parse_cell
+from ollama_locust.reports._window import arrivals, assign_stages, count_in, parse_cell
 from ollama_locust.scenarios import request_metrics
 from tests.reports.conftest import T0, record, stage_rows
 
@@ -50,7 +50,8 @@ def test_a_request_outliving_the_run_counts_only_what_arrived_before_the_end():
     assert cell == "100:" + ",".join(["1"] * 100)
     a = _arr((95.0, 0.0, 10000.0, 100, cell))
     assert a.in_window(90.0, 100.0) == pytest.approx(50.0)
-    assert completions_in(np.array([95.0]), np.array([10000.0]), 90.0, 100.0).tolist() == [False]
+    assert count_in(np.array([105.0]), 90.0, 100.0) == 0  # it completes after the run: in no window
+    assert count_in(np.array([90.0, 95.0, 100.0]), 90.0, 100.0) == 2  # [lo, hi)
 
 
 def test_no_arrivals_spreads_evenly_and_stream_false_lands_at_the_end():
