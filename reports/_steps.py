@@ -7,6 +7,7 @@ metrics of ``_metrics.STEP_METRICS`` run on those slices.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -185,12 +186,21 @@ def drain_summary(frame) -> dict | None:
     return {"requests": int(drained.sum()), "outcomes": {str(v): int(c) for v, c in zip(values, counts)}}
 
 
+_ARRIVALS_CACHE: list = []  # [(weakref to the frame, its length, Arrivals)]: the table and the class rows share it
+
+
 def record_arrivals(frame) -> Arrivals:
-    """Every record's token arrivals (any outcome: the server produced those tokens)."""
-    return arrivals(frame["start_time"].to_numpy(dtype="float64"), frame["ttft_ms"].to_numpy(dtype="float64"),
+    """Every record's token arrivals (any outcome: the server produced those tokens), computed once per frame."""
+    if _ARRIVALS_CACHE:
+        ref, length, cached = _ARRIVALS_CACHE[0]
+        if ref() is frame and length == len(frame):
+            return cached
+    result = arrivals(frame["start_time"].to_numpy(dtype="float64"), frame["ttft_ms"].to_numpy(dtype="float64"),
                       frame["e2e_ms"].to_numpy(dtype="float64"), frame["output_tokens"].to_numpy(dtype="float64"),
                       frame["token_arrivals"].to_numpy(dtype=object) if "token_arrivals" in frame else None,
                       frame["token_arrivals"].notna().to_numpy() if "token_arrivals" in frame else None)
+    _ARRIVALS_CACHE[:] = [(weakref.ref(frame), len(frame), result)]
+    return result
 
 
 def ok_ends(frame, mask=None) -> np.ndarray:
