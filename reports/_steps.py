@@ -205,7 +205,7 @@ def record_arrivals(frame) -> Arrivals:
 
 def ok_ends(frame, mask=None) -> np.ndarray:
     """The sorted completion times (start + e2e) of the successful records (``mask``: only some records)."""
-    ok = frame["outcome"].astype(object).to_numpy() == contract.OK
+    ok = (frame["outcome"] == contract.OK).to_numpy(dtype=bool)
     if mask is not None:
         ok = ok & mask
     end = frame["start_time"].to_numpy(dtype="float64") + frame["e2e_ms"].to_numpy(dtype="float64") / 1000.0
