@@ -36,7 +36,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("user_class", "str", "Locust user class name, e.g. StudentUser"),
     ("api", "str", "ollama-chat | ollama-generate | openai | gateway"),
     ("model", "str", "model name sent in the request"),
-    ("stage", "int", "index of the shape stage in which the request started (0-based; -1 = no shape)"),
+    ("stage", "int", "index of the shape stage in which the request started (0-based; -1 = no shape, or started after the last stage ended)"),
     ("stage_users", "int", "target user count of that stage"),
     ("settle", "bool", "started inside the stage's settle window: left out of that stage's numbers"),
     ("start_time", "float", "unix time (s) when the request was sent"),

@@ -75,7 +75,10 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option("--step-time", "60s", "how long each step is held (e.g. 30s, 2m)"),
     Option("--settle", "0s", "settle window at the start of each step: its requests are left out of the step's numbers"),
     Option("--step-spawn-rate", 0.0, "users started per second at a step change; 0 = all at once", float),
-    Option("--slo-p95", 0.0, "p95 latency objective in ms (0 = none): a step above it fails", float),
+    Option("--slo-p95", 0.0, "end-to-end p95 latency objective in ms (0 = none): a step above it fails", float),
+    Option("--slo-ttft-p95", 0.0, "time-to-first-token p95 objective in ms (0 = none): a step above it fails; with "
+           "neither objective given, the report judges by its default (TTFT p95 <= 2 s for streamed replies, "
+           "E2E p95 <= 10 s otherwise)", float),
     Option("--min-success", 0.95, "success rate below which a step fails", float),
     Option("--stop-on-failure", False, "stop stepping after the first step that fails the thresholds", is_flag=True),
     Option("--drain-timeout", 10.0, "seconds in-flight requests may finish after the last stage", float),
@@ -146,7 +149,7 @@ def given(namespace) -> dict[str, Any]:
     return {option.dest: getattr(namespace, option.dest) for option in ALL_OPTIONS if hasattr(namespace, option.dest)}
 
 
-THRESHOLDS = ("slo_p95", "min_success")
+THRESHOLDS = ("slo_p95", "slo_ttft_p95", "min_success")
 
 
 def add_report_thresholds(parser) -> None:
@@ -187,3 +190,22 @@ def get(environment, dest: str) -> Any:
     if parsed is not None and hasattr(parsed, dest):
         return getattr(parsed, dest)
     return _BY_DEST[dest].default
+
+
+TABLE_START, TABLE_END = "<!-- options table: python -m ollama_locust.options docs/options.md -->", "<!-- end of options table -->"
+
+
+def rewrite_docs(path: str) -> None:
+    """Put the generated table between the markers of ``path`` (docs/options.md)."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    head, _, rest = text.partition(TABLE_START)
+    _, _, tail = rest.partition(TABLE_END)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(f"{head}{TABLE_START}\n{markdown_table()}{TABLE_END}{tail}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    rewrite_docs(sys.argv[1] if len(sys.argv) > 1 else "docs/options.md")

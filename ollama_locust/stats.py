@@ -44,13 +44,16 @@ def success_rate(ok: int, judged: int) -> float | None:
     return ok / judged if judged else None
 
 
-def breaches(rate: float | None, p95_ms: float | None, *, min_success: float, slo_p95_ms: float | None) -> list[str]:
+def breaches(rate: float | None, p95_ms: float | None, *, min_success: float, slo_p95_ms: float | None,
+             ttft_p95_ms: float | None = None, slo_ttft_p95_ms: float | None = None) -> list[str]:
     """Why a step fails its thresholds (empty when it passes): the one wording everywhere."""
     reasons = []
     if rate is not None and rate < min_success:
         reasons.append(f"success rate {format_ratio(rate)} < {format_ratio(min_success)}")
     if slo_p95_ms and p95_ms is not None and p95_ms > slo_p95_ms:
         reasons.append(f"p95 {format_seconds(p95_ms)} > SLO {format_seconds(slo_p95_ms)}")
+    if slo_ttft_p95_ms and ttft_p95_ms is not None and ttft_p95_ms > slo_ttft_p95_ms:
+        reasons.append(f"TTFT p95 {format_seconds(ttft_p95_ms)} > SLO {format_seconds(slo_ttft_p95_ms)}")
     return reasons
 
 

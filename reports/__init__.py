@@ -2,7 +2,7 @@
 
 Never imports locust or gevent; pandas and matplotlib are imported where they are used.
 
-    write_report(run_dir, *, slo_p95_ms=None, min_success=None, plots=True) -> Report
+    write_report(run_dir, *, slo_p95_ms=None, min_success=None, slo_ttft_p95_ms=None, plots=True) -> Report
     compare_runs(run_dirs, *, out=None) -> str (markdown)
     analyse(run_dir, ...) -> Analysis (nothing written)
     STEP_METRICS: the metric table every output loops over

@@ -6,8 +6,8 @@ import os
 
 from ollama_locust import contract
 
-from ._analysis import Analysis
-from ._concurrency import SERIALISED, SHARED, THRESHOLDS, at_a_time, run_mode
+from ._analysis import CHANGE_SLO, Analysis, enough, excluded
+from ._concurrency import MIN_OK_REQUESTS, SERIALISED, SHARED, THRESHOLDS, at_a_time, run_mode
 from ._step_metrics import SIM_SETTINGS, format_seconds, format_settings, format_value, is_number
 from ._steps import Step
 
@@ -22,6 +22,10 @@ def users_text(step: Step) -> str:
         return "the whole run"
     n = int(step.users)
     return f"{n} user" if n == 1 else f"{n} users"
+
+
+def _count(value) -> int:
+    return int(value) if is_number(value) else 0
 
 
 CLOCK_UNCERTAINTY_FLOOR_MS = 50.0  # without a settle window, a worker's clock is named past this uncertainty
@@ -72,9 +76,29 @@ def serialised_sentence(v: dict, base: Step, run: dict) -> str:
     users = _verdict_users(v)
     return (f"**Requests wait for each other:**{how} At {users} a request waits "
             f"{format_seconds(v['ttft_p50_ms'])} before its first token ({format_seconds(v['baseline_ttft_p50_ms'])} "
-            f"with {users_text(base)}), with on average {v['requests_ahead']:.1f} requests already running when it "
+            f"with {users_text(base)}), with on average {_ahead_text(v)} when it "
             f"was sent, while each answer still streams at {_rate(v['tokens_per_s_request'])} tokens/s (baseline "
             f"{_rate(v['baseline_tokens_per_s_request'])}). {_lever(run)}")
+
+
+def _ahead_text(v: dict) -> str:
+    """The requests ahead at send: 'in the server', split into slot holders and queued where the server says."""
+    ahead, holding = v["requests_ahead"], v.get("holding_at_send")
+    if is_number(holding):
+        holding = min(holding, ahead)
+        return (f"{ahead:.1f} other requests in the server ({holding:.1f} holding a slot, "
+                f"{ahead - holding:.1f} queued for one, from the server's queue wait)")
+    return f"{ahead:.1f} other requests in the server (sent, not yet answered)"
+
+
+def _waits_text(v: dict) -> str:
+    """Whether anybody waits to start, from the queue wait (or the TTFT) — never assumed."""
+    waited, n, source = v.get("waited"), v.get("n"), v.get("waited_from")
+    if isinstance(waited, int) and n:
+        if waited == 0:
+            return f"nobody waits to start (no {source} above 0.1 s)"
+        return f"{waited} of {n} requests waited over 0.1 s to start ({source})"
+    return "the wait before the first token stays short"
 
 
 def shared_sentence(v: dict, base: Step) -> str:
@@ -88,7 +112,13 @@ def shared_sentence(v: dict, base: Step) -> str:
             f"{_rate(v['tokens_per_s_request'])} tokens/s (baseline {_rate(v['baseline_tokens_per_s_request'])}) "
             f"while the first token still comes in {format_seconds(v['ttft_p50_ms'])} "
             f"({format_seconds(v['baseline_ttft_p50_ms'])} with {users_text(base)}){together}{sum_text}. "
-            "The server works on the requests together, so each answer takes longer, but nobody waits to start.")
+            f"The server works on the requests together, so each answer takes longer; {_waits_text(v)}.")
+
+
+def _busiest(steps: list[Step]) -> Step:
+    """The step with the most users among those with enough requests and that held their users (else any)."""
+    good = [s for s in steps if enough(s) and not excluded(s)] or steps
+    return max(good, key=lambda s: s.users if is_number(s.users) else -1)
 
 
 def concurrency_finding(a: Analysis) -> tuple[list[str], dict]:
@@ -100,12 +130,18 @@ def concurrency_finding(a: Analysis) -> tuple[list[str], dict]:
     """
     text: list[str] = []
     mode, by_mode = run_mode(a.steps)
-    found = {m: max(steps, key=lambda s: s.users if is_number(s.users) else -1).concurrency
-             for m, steps in by_mode.items()}
+    found = {m: _busiest(steps).concurrency for m, steps in by_mode.items()}
     if SERIALISED in found:
         text.append(serialised_sentence(found[SERIALISED], a.baseline, a.run))
     if SHARED in found:
         text.append(shared_sentence(found[SHARED], a.baseline))
+    if not found and a.baseline is not None and len(a.steps) > 1:
+        split = a.baseline.client_split or {}
+        n = split.get("n_with_rate", 0)
+        if n < MIN_OK_REQUESTS:
+            text.append(f"**Whether requests wait for each other** cannot be judged: the baseline has n = {n} "
+                        f"successful requests with a TTFT and tokens/s (need {MIN_OK_REQUESTS}; hold steps longer: "
+                        "--step-time 60s).")
     info = {"mode": mode, SERIALISED: found.get(SERIALISED), SHARED: found.get(SHARED),
             "steps": [{"stage": s.stage, "users": s.users if is_number(s.users) else None,
                        "mode": s.concurrency["mode"]} for s in a.steps if s.concurrency],
@@ -160,11 +196,17 @@ def conclude(a: Analysis) -> dict:
         plan = f" (planned {', '.join(map(str, planned))} users; ran {', '.join(map(str, ran))})" if planned else ""
         text.append(f"**The run was interrupted** before its plan ended{plan}: the last step is partial.")
     stopped = run.get("stopped_on_failure")
-    if isinstance(stopped, dict):
-        at = next((s.users for s in steps if s.stage == stopped.get("stage") and is_number(s.users)), None)
-        where = f" at {int(at)} users" if at is not None else f" (stage {stopped.get('stage')})"
-        text.append(f"**Stepping stopped on failure**{where}: {stopped.get('reason')}; "
-                    "the higher user counts of the plan were not run (--stop-on-failure).")
+    options = run.get("options") if isinstance(run.get("options"), dict) else {}
+    if isinstance(stopped, dict) and options.get("stop_on_failure", True):
+        step = next((s for s in steps if s.stage == stopped.get("stage")), None)
+        where = f" at {users_text(step)}" if step is not None and is_number(step.users) else f" (stage {stopped.get('stage')})"
+        table = a.verdicts.get(step.stage) if step is not None else None
+        after = (f"; over all of the step's requests (the table): {table}" if table else
+                 "; over all of the step's requests (the table) it meets the thresholds" if table is None and step
+                 else "")
+        text.append(f"**Stepping stopped on failure**{where} (--stop-on-failure): when it stopped, the requests "
+                    f"finished so far gave {stopped.get('reason')}{after}; the higher user counts of the plan were "
+                    "not run.")
     missing = run.get("missing_workers") or []
     if missing:
         text.append(f"**Workers stopped reporting** during the run ({', '.join(map(str, missing))}): requests they "
@@ -194,7 +236,11 @@ def conclude(a: Analysis) -> dict:
         m = step.metrics
         parts = []
         if is_number(m.get("p95_ms")) and is_number(bm.get("p95_ms")) and bm["p95_ms"] > 0:
-            parts.append(f"p95 {format_seconds(m['p95_ms'])} ({m['p95_ms'] / bm['p95_ms']:.1f}× baseline)")
+            if enough(step) and enough(base):
+                parts.append(f"p95 {format_seconds(m['p95_ms'])} ({m['p95_ms'] / bm['p95_ms']:.1f}× baseline)")
+            else:
+                small = min(_count(step.metrics.get("n")), _count(bm.get("n")))
+                parts.append(f"p95 {format_seconds(m['p95_ms'])}* (n = {small}: too few requests to compare)")
         elif m.get("success_rate") == 0:
             parts.append("no successful request")
         if is_number(m.get("tokens_per_s_request")) and is_number(tok):
@@ -212,35 +258,56 @@ def conclude(a: Analysis) -> dict:
     out["concurrency_mode"], out["concurrency"] = info["mode"], info
 
     # Failure point and capacity.
-    p95_rule = f"p95 ≤ {format_seconds(slo.p95_ms)}" if slo.p95_ms is not None else None
-    rule = " and ".join(r for r in (p95_rule, f"success ≥ {format_value('ratio', slo.min_success)}") if r)
+    rule = slo.rule
+    if slo.default:
+        rule += f"; the default objective for {'streamed' if slo.ttft_p95_ms is not None else 'non-streamed'} replies, {CHANGE_SLO}"
     failing = next((s for s in steps if a.verdicts.get(s.stage)), None)
     before = steps[: steps.index(failing)] if failing else steps
     passing = [s for s in before if a.verdicts.get(s.stage) is None and s.metrics.get("requests")]
     best = max(passing, key=lambda s: s.users if is_number(s.users) else -1) if passing else None
+    left_out = [s for s in steps if excluded(s)]
     if failing:
         out["failure_point_users"] = failing.users if is_number(failing.users) else None
         text.append(f"**Failure point:** {users_text(failing)} ({a.verdicts[failing.stage]}).")
     else:
         text.append(f"**No step failed** the thresholds ({rule}).")
-    only = "" if slo.p95_ms is not None else \
-        " — judged on success rate only: no p95 SLO was given (pass --slo-p95 MS, or set it in the run)"
+    only = "" if slo.latency_rule else \
+        " — judged on success rate only: no latency objective (pass --slo-ttft-p95 MS or --slo-p95 MS)"
+    if left_out:
+        only += "; not judged: " + ", ".join(f"{users_text(s)} ({excluded(s)})" for s in left_out)
     if best is not None:
         out["largest_users_meeting_slo"] = best.users if is_number(best.users) else None
-        text.append(f"**Largest user count meeting the SLO** ({rule}): {users_text(best)}{only}.")
+        caveat = ""
+        if slo.latency_rule and not enough(best):
+            caveat = (f"; its latency was not judged: n = {_count(best.metrics.get('n'))}, too few requests "
+                      "(hold steps longer: --step-time 60s)")
+        text.append(f"**Largest user count meeting the SLO** ({rule}): {users_text(best)}{caveat}{only}.")
     else:
         text.append(f"**No step met the SLO** ({rule}){only}.")
+    text.extend(invalid_sentences(a))
 
     # Recommendations.
-    top = max((s for s in steps if s.metrics.get("requests")), key=lambda s: s.users if is_number(s.users) else -1)
+    top = _busiest([s for s in steps if s.metrics.get("requests")] or steps)
     if failing and best is not None and is_number(best.users):
-        recs.append(f"Rate-limit the gateway at {int(best.users)} concurrent requests (the largest step that met "
-                    f"the SLO); queue or refuse the rest rather than letting everyone slow down.")
+        flight = (best.client_split or {}).get("in_flight_p95")
+        if is_number(flight):
+            limit = max(1, int(flight))
+            recs.append(f"Rate-limit the gateway at {limit} concurrent request{'s' if limit != 1 else ''} (the in-flight p95 measured at "
+                        f"{users_text(best)}, the largest step that met the SLO); queue or refuse the rest rather "
+                        "than letting everyone slow down.")
+        else:
+            recs.append(f"Rate-limit the gateway at no more than {int(best.users)} concurrent requests (the user "
+                        "count of the largest step that met the SLO; its in-flight count was not measured); queue "
+                        "or refuse the rest rather than letting everyone slow down.")
     if best is None:
         bp95, brate = bm.get("p95_ms"), bm.get("success_rate")
+        bttft = bm.get("ttft_p95_ms")
         if slo.p95_ms is not None and is_number(bp95) and bp95 > slo.p95_ms:
             recs.append(f"Even {users_text(base)} is slower than the SLO (p95 {format_seconds(bp95)}): use a "
                         "smaller model or faster hardware (a GPU).")
+        elif slo.ttft_p95_ms is not None and is_number(bttft) and bttft > slo.ttft_p95_ms:
+            recs.append(f"Even {users_text(base)} is slower than the SLO (TTFT p95 {format_seconds(bttft)}): use a "
+                        "smaller model, shorter prompts or faster hardware (a GPU).")
         elif is_number(brate) and brate < slo.min_success:
             recs.append(f"Even {users_text(base)} fails {format_value('ratio', 1 - brate)} of its requests: fix "
                         "those failures first (see the error breakdown), then test again.")
@@ -280,4 +347,27 @@ def conclude(a: Analysis) -> dict:
     if recs:
         text.append("**Recommendation:**\n" + "\n".join(f"- {r}" for r in recs))
     out["text"], out["recommendations"] = text, recs
+    return out
+
+
+def invalid_sentences(a: Analysis) -> list[str]:
+    """What was invalid, when replies were measured but failed the scenario's check (outcome ``invalid``)."""
+    out = []
+    for step in a.steps:
+        n = step.outcomes.get(contract.INVALID, 0)
+        if not n:
+            continue
+        judged = step.metrics.get("requests", 0) - step.outcomes.get(contract.CUT_SHORT, 0)
+        what = step.outcome_errors.get(contract.INVALID, "") or "the reply failed the scenario's check"
+        cut = step.invalid_cut
+        limit = (a.run.get("options") or {}).get("num_predict") if isinstance(a.run.get("options"), dict) else None
+        at = f"--num-predict {limit}" if is_number(limit) and limit > 0 else "the length limit (done_reason length)"
+        cut_text = f": {cut} cut at {at}" if cut else ""
+        line = f"**Invalid replies at {users_text(step)}:** {n} of {int(judged)} replies were invalid ({what}){cut_text}."
+        every = step.all_replies
+        if every and step.outcomes.get(contract.OK, 0) == 0:
+            line += (f" Their timing (all replies): p50 {format_seconds(every['p50_ms'])}, p95 "
+                     f"{format_seconds(every['p95_ms'])}, n = {every['n']} — the server answered; the answers were "
+                     "not what the scenario asked for.")
+        out.append(line)
     return out

@@ -94,6 +94,24 @@ def overlap_measures(start_s: np.ndarray, e2e_ms: np.ndarray, ttft_ms: np.ndarra
     return ahead, left, along
 
 
+def holding_at_send(start_s: np.ndarray, hold_s: np.ndarray, end_s: np.ndarray) -> np.ndarray:
+    """Per record: how many *other* records held a slot when it was sent — their ``[hold, end)`` interval
+    contains its send time (``hold`` = start + queue wait, where the server reports it). ``nan`` where the record has no start; records without a hold or end take no part."""
+    start = np.asarray(start_s, dtype="float64")
+    hold, end = np.asarray(hold_s, dtype="float64"), np.asarray(end_s, dtype="float64")
+    out = np.full(len(start), np.nan)
+    valid = np.isfinite(hold) & np.isfinite(end) & (end >= hold)
+    query = np.isfinite(start)
+    if not query.any() or not valid.any():
+        return out
+    holds, ends = np.sort(hold[valid]), np.sort(end[valid])
+    q = start[query]
+    count = np.searchsorted(holds, q, side="right") - np.searchsorted(ends, q, side="right")
+    own = valid[query] & (hold[query] <= q) & (end[query] > q)
+    out[query] = count - own
+    return out
+
+
 def _enough(split: dict | None, metrics: dict) -> bool:
     return bool(split) and split.get("n_with_rate", 0) >= MIN_OK_REQUESTS \
         and all(is_number(metrics.get(k)) for k in ("ttft_p50_ms", "tokens_per_s_request", "p50_ms"))
@@ -149,6 +167,9 @@ def concurrency_mode(step, baseline) -> dict | None:
         "extra_wait_ms": wait, "wait_bound_ms": bound,
         "tokens_per_s_request": m["tokens_per_s_request"], "baseline_tokens_per_s_request": base_tps,
         "speed_ratio": speed, "tokens_per_s_total": m.get("tokens_per_s_total"),
+        "holding_at_send": split.get("holding_at_send") if is_number(split.get("holding_at_send")) else None,
+        "waited": split.get("waited"), "waited_from": split.get("waited_from"), "n": split.get("n"),
+        "ttft_p95_ms": m.get("ttft_p95_ms"), "baseline_ttft_p95_ms": bm.get("ttft_p95_ms"),
         "baseline_tokens_per_s_total": bm.get("tokens_per_s_total"),
         "baseline_users": baseline.users if is_number(baseline.users) else None,
     }

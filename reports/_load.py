@@ -18,12 +18,13 @@ from ollama_locust import contract
 from ._errors import ReportError
 
 # The requests.csv columns the report uses, and how to read them.
-_STR_COLUMNS = ("user_class", "outcome", "error", "api", "settle")
+_STR_COLUMNS = ("user_class", "outcome", "error", "api", "settle", "done_reason")
 _NUM_COLUMNS = (
     "stage", "stage_users", "start_time", "http_status", "ttft_ms", "e2e_ms", "output_tokens",
     "tokens_per_s", "load_ms", "prompt_eval_ms", "eval_ms", "server_total_ms", "queue_wait_ms",
 )
-USED_COLUMNS = _STR_COLUMNS + _NUM_COLUMNS
+_TEXT_COLUMNS = ("token_arrivals",)  # free text, one value per record: read as plain strings, not categories
+USED_COLUMNS = _STR_COLUMNS + _NUM_COLUMNS + _TEXT_COLUMNS
 SERVER_DURATION_COLUMNS = ("load_ms", "prompt_eval_ms", "eval_ms", "server_total_ms", "queue_wait_ms")
 _TRUE = ("true", "True", "TRUE", "1", "1.0", "yes")
 
@@ -153,14 +154,14 @@ def read_requests(file: str, gaps: list[str]):
     except OSError as err:
         raise _open_error(file, err) from err
     present = [c for c in USED_COLUMNS if c in header]
-    dtype = {c: ("category" if c in _STR_COLUMNS else "float64") for c in present}
+    dtype = {c: ("category" if c in _STR_COLUMNS else object if c in _TEXT_COLUMNS else "float64") for c in present}
     frame = None
     if present:
         frame = read_csv_complete(file, "requests.csv", gaps, usecols=present, dtype=dtype,
                                   keep_default_na=False, na_values=[""])
     if frame is None:
-        frame = pd.DataFrame({c: pd.Series(dtype="category" if c in _STR_COLUMNS else "float64")
-                              for c in present})
+        frame = pd.DataFrame({c: pd.Series(dtype="category" if c in _STR_COLUMNS else object if c in _TEXT_COLUMNS
+                                           else "float64") for c in present})
     if frame.attrs.get("coerce"):
         bad = 0
         for c in present:
@@ -168,7 +169,7 @@ def read_requests(file: str, gaps: list[str]):
                 raw = frame[c]
                 frame[c] = pd.to_numeric(raw, errors="coerce")
                 bad += int((frame[c].isna() & raw.notna()).sum())
-            else:
+            elif c in _STR_COLUMNS:
                 frame[c] = frame[c].astype("category")
         if bad:
             gaps.append(f"requests.csv: {bad} malformed numeric cells were treated as not measured")
@@ -176,6 +177,7 @@ def read_requests(file: str, gaps: list[str]):
     for c in USED_COLUMNS:
         if c not in frame.columns:
             frame[c] = pd.Series(np.nan, index=frame.index, dtype="float64") if c in _NUM_COLUMNS \
+                else pd.Series([None] * n, index=frame.index, dtype=object) if c in _TEXT_COLUMNS \
                 else pd.Series(pd.Categorical([""] * n))
     missing = [c for c in ("stage", "outcome", "e2e_ms") if c not in present]
     if missing:

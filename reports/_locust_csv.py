@@ -5,7 +5,10 @@ totals (request and failure counts, average, max) and Locust's percentiles — r
 significant digits (``locust.stats.bucket_response_time``), over a ~10 s window with
 ``--csv-full-history``, since the start without it. A step is a run of consecutive rows with the
 same "User Count"; its requests, failures and average come from the differences of the running
-totals; its p50/p95 are Locust's at the step's last row.
+totals; its p50/p95 are Locust's at the step's last row. Locust counts a request when it *completes*, so
+Requests, Completed and Req/s here are completions inside the step's rows (the windowed rule's Req/s, to
+the history's one-second resolution); "started in the step" cannot be told apart, and Tokens/s is not
+in Locust's CSVs.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ def _from_history(history) -> tuple[list[Step], bool]:
             step.window_s = t_last - t_start if is_number(t_last) and is_number(t_start) else math.nan
             m = _empty_metrics()
             m["requests"] = max(n, 0.0)
+            m["n"], m["completed"] = max(n, 0.0), max(n - nf, 0.0)  # Locust counts a request when it completes
             m["success_rate"] = (n - nf) / n if n > 0 else math.nan
             if n > 0 and is_number(avg):
                 m["avg_ms"] = (avg * count - prev["avg"] * prev["count"]) / n
@@ -108,6 +112,7 @@ def _from_stats_row(row: dict) -> Step:
     m = _empty_metrics()
     n, nf = _num(row.get("Request Count")), _num(row.get("Failure Count"))
     m["requests"] = n
+    m["n"], m["completed"] = n, n - nf
     m["success_rate"] = (n - nf) / n if n > 0 else math.nan
     m["avg_ms"] = _num(row.get("Average Response Time"))
     m["p50_ms"], m["p95_ms"], m["max_ms"] = _num(row.get("50%")), _num(row.get("95%")), _num(row.get("Max Response Time"))

@@ -7,7 +7,7 @@ from ollama_locust import contract
 from ._analysis import CONCURRENCY_NOTE, Analysis
 from ._concurrency import SERIALISED
 from ._conclusion import users_text
-from ._step_metrics import STEP_METRICS, format_seconds, format_value, is_number
+from ._step_metrics import MIN_P95_N, STEP_METRICS, format_seconds, format_value, is_number
 from ._steps import CLIENT_SPLIT, TIME_PARTS
 
 
@@ -21,13 +21,37 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+SAMPLED = {"p95_ms": "n", "ttft_p95_ms": "ttft_n"}  # a p95 and the count it is computed over
+
+
+def marked(step, key: str) -> bool:
+    """Whether the step's value of ``key`` is a p95 from fewer than MIN_P95_N requests."""
+    if key not in SAMPLED or not is_number(step.metrics.get(key)):
+        return False
+    n = step.ttft_n if SAMPLED[key] == "ttft_n" else step.metrics.get("n", 0)
+    return n < MIN_P95_N
+
+
 def results_table(a: Analysis) -> str:
     header = ["Concurrent users"] + [m.label for m in STEP_METRICS] + ["Notes"]
     rows = []
     for step in a.steps:
-        rows.append([step.users_label] + [format_value(m.unit, step.metrics.get(m.key)) for m in STEP_METRICS]
-                    + ["; ".join(step.notes)])
+        rows.append([step.users_label] + [format_value(m.unit, step.metrics.get(m.key)) + ("*" if marked(step, m.key) else "")
+                                          for m in STEP_METRICS] + ["; ".join(step.notes)])
     return table(header, rows)
+
+
+def footnotes(a: Analysis) -> list[str]:
+    """The lines under the table: the * of a small sample, the drain."""
+    out = []
+    if any(marked(s, k) for s in a.steps for k in SAMPLED):
+        out.append(f"\\* a p95 from fewer than {MIN_P95_N} requests (see n): a rough figure, no verdict rests on "
+                   "it; hold steps longer (--step-time 60s) for a firm one.")
+    if a.drain:
+        how = ", ".join(f"{n} {o}" for o, n in sorted(a.drain["outcomes"].items(), key=lambda kv: -kv[1]))
+        out.append(f"Drain: {a.drain['requests']} requests started after the last step's end (the users' "
+                   f"requests in flight as they stopped): {how}; they belong to no step.")
+    return out
 
 
 def class_table(a: Analysis) -> str:
@@ -60,7 +84,7 @@ def client_split_section(a: Analysis) -> list[str]:
     if not any(s.client_split for s in a.steps):
         return []
     suffix = {"ttft_ms": " (median)", "streaming_ms": " (median)", "requests_ahead": " (mean)",
-              "ahead_left_ms": " (mean)", "streams_alongside": " (mean)"}
+              "ahead_left_ms": " (mean)", "streams_alongside": " (mean)", "holding_at_send": " (mean)"}
     header = ["Concurrent users", "Requests with TTFT"] + \
              [label[0].upper() + label[1:] + suffix.get(key, "") for key, label, _ in CLIENT_SPLIT] + ["Verdict"]
     rows, sentences = [], []
@@ -73,6 +97,7 @@ def client_split_section(a: Analysis) -> list[str]:
         for key, _, _ in CLIENT_SPLIT:
             value = c.get(key)
             cells.append(format_seconds(value) if key.endswith("_ms") and is_number(value)
+                         else f"{value} of {c['n']} ({c.get('waited_from')})" if key == "waited"
                          else format_value("ratio", value) if key == "ttft_share"
                          else f"{value:.1f}" if is_number(value) else "–")
         mode = (step.concurrency or {}).get("mode")
@@ -137,17 +162,21 @@ def render(a: Analysis, conclusion: dict, plots: list[tuple[str, str]]) -> str:
     if meta:
         out += [", ".join(meta) + ".", ""]
     out += [results_table(a), ""]
+    notes = footnotes(a)
+    if notes:
+        out += notes + [""]
     if a.source == "requests.csv":
-        out.append(f"Percentiles: {a.percentile_text}. Avg, p50, p95, Max and TTFT are over successful requests; "
-                   "Req/s and Tokens/s (total) count successful requests over the step's measured duration "
-                   "(stages.csv, settle window excluded); Tokens/s (per request) is the median decode rate.")
+        out.append(f"Percentiles: {a.percentile_text}. Avg, p50, p95, Max and TTFT are over successful requests "
+                   "(n of them); Requests started in the step; Tokens/s (total) counts the tokens that arrived "
+                   "inside the step's window and Req/s the successful requests that completed inside it (Completed), "
+                   "over the window (stages.csv, settle window excluded), so neither can exceed what the server "
+                   "delivered; Tokens/s (per request) is the median decode rate.")
     else:
         out.append(f"Percentiles: {a.percentile_text}. Avg is over all of Locust's entries (failures too), from "
                    "the difference of its running totals; Req/s counts successful requests over the step's "
                    "time in the history; TTFT and tokens/s are not in Locust's CSVs.")
     slo = a.slo
-    out.append(f"Thresholds: success ≥ {format_value('ratio', slo.min_success)}"
-               + (f", p95 ≤ {format_seconds(slo.p95_ms)}" if slo.p95_ms is not None else ", no p95 SLO")
+    out.append(f"Thresholds: {slo.rule}" + ("" if slo.latency_rule else ", no latency objective")
                + f" ({slo.source}).")
     out.append("")
     if a.class_rows:

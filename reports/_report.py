@@ -43,6 +43,9 @@ def _step_json(step) -> dict:
         **{m.key: clean(step.metrics.get(m.key)) for m in STEP_METRICS},
         "outcomes": step.outcomes, "http_statuses": {o: {str(k): v for k, v in c.items()} for o, c in step.statuses.items()},
         "settled_requests": step.settled,
+        "users_max": clean(step.users_max), "reached_s": clean(step.reached_s),
+        "not_held": step.not_held or None, "ttft_n": step.ttft_n,
+        "invalid_cut": step.invalid_cut, "all_replies": deep_clean(step.all_replies),
         "top_errors": [{"error": t, "count": n} for t, n in step.top_errors],
         "time_split_ms": {k: clean(v) for k, v in step.time_split.items()} if step.time_split else None,
         "client_split": deep_clean(step.client_split),
@@ -61,8 +64,10 @@ def to_json(a: Analysis, conclusion: dict, plots: list[tuple[str, str]]) -> dict
         "metrics": [{"key": m.key, "label": m.label, "unit": m.unit, "how": m.how} for m in STEP_METRICS],
         "time_parts": [{"key": k, "label": label, "how": how} for k, label, how in TIME_PARTS],
         "client_split_parts": [{"key": k, "label": label, "how": how} for k, label, how in CLIENT_SPLIT],
-        "slo": {"p95_ms": a.slo.p95_ms, "min_success": a.slo.min_success, "source": a.slo.source},
+        "slo": {"p95_ms": a.slo.p95_ms, "ttft_p95_ms": a.slo.ttft_p95_ms, "min_success": a.slo.min_success,
+                "default_objective": a.slo.default, "source": a.slo.source},
         "steps": [_step_json(s) for s in a.steps],
+        "drain": a.drain,
         "user_classes": [{"stage": r["stage"], "users": clean(r["users"]), "user_class": r["user_class"],
                           **{k: clean(v) for k, v in r["metrics"].items()}} for r in a.class_rows],
         "server_durations": a.server_durations or "present",
@@ -83,9 +88,10 @@ def _remove_stale(run_dir: str, keep: list[str]) -> None:
 
 
 def write_report(run_dir: str, *, slo_p95_ms: float | None = None, min_success: float | None = None,
+                 slo_ttft_p95_ms: float | None = None,
                  plots: bool = True) -> Report:
     """Analyse ``run_dir`` and write results.md, results.json and (unless ``plots=False``) the PNGs."""
-    a = analyse(run_dir, slo_p95_ms=slo_p95_ms, min_success=min_success)
+    a = analyse(run_dir, slo_p95_ms=slo_p95_ms, min_success=min_success, slo_ttft_p95_ms=slo_ttft_p95_ms)
     conclusion = conclude(a)
     try:
         drawn = []

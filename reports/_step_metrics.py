@@ -20,6 +20,7 @@ import numpy as np
 from ollama_locust.stats import format_ratio, format_seconds
 
 PERCENTILE_METHOD = "linear"
+MIN_P95_N = 20  # a p95 over fewer requests is marked ``*`` and judged by no verdict
 PERCENTILE_TEXT = (
     "exact, from the per-request records: numpy.percentile with method='linear' "
     "(linear interpolation between the two closest ranks)"
@@ -42,6 +43,9 @@ class Sample:
     tokens_per_s: np.ndarray = None  # type: ignore[assignment]
     ok_output_tokens: float = 0.0
     window_s: float = math.nan
+    tokens_in_window: float = math.nan  # output tokens that arrived inside the window (_window.Arrivals)
+    completed: float = math.nan  # successful requests that completed inside the window
+    users_mean: float = math.nan  # time-weighted mean of the users running (stages.csv), nan: not measured
 
     def __post_init__(self) -> None:
         empty = np.empty(0)
@@ -88,13 +92,27 @@ class StepMetric:
     plot: str = ""  # which figure shows it: latency | throughput | ""
 
 
+WINDOW_TEXT = "the step's window (stage start + settle to stage end, from stages.csv)"
+
 STEP_METRICS: tuple[StepMetric, ...] = (
+    StepMetric("users_held", "Users held", "users",
+           "time-weighted mean of the users running during the stage, from the master's samples (stages.csv "
+           "users_mean); n/a when the run did not record it",
+           lambda s: s.users_mean),
     StepMetric("requests", "Requests", "count",
            "requests started in the step, all outcomes (cut-short ones included; settle window excluded)",
            lambda s: float(s.requests)),
+    StepMetric("completed", "Completed", "count",
+           "successful requests that completed (start + e2e) inside " + WINDOW_TEXT + ", whichever step they "
+           "started in",
+           lambda s: s.completed),
     StepMetric("success_rate", "Success rate", "ratio",
            "ok / (requests - cut short): requests still running when the test stopped are neither",
            _success_rate, higher_is_better=True, compare=True),
+    StepMetric("n", "n", "count",
+           f"successful requests the latency columns are computed over; a p95 from fewer than {MIN_P95_N} is "
+           "marked * and no verdict rests on it",
+           lambda s: float(len(s.e2e_ms))),
     StepMetric("avg_ms", "Avg", "ms", "mean end-to-end latency (request sent -> last byte) of successful requests",
            lambda s: _mean(s.e2e_ms), compare=True),
     StepMetric("p50_ms", "p50", "ms", "median end-to-end latency of successful requests",
@@ -111,11 +129,13 @@ STEP_METRICS: tuple[StepMetric, ...] = (
            "median decode rate of one successful request: (output_tokens - 1) / (e2e - ttft)",
            lambda s: percentile(s.tokens_per_s, 50), higher_is_better=True, compare=True, plot="throughput"),
     StepMetric("tokens_per_s_total", "Tokens/s (total)", "tok/s",
-           "output tokens of all successful requests / the step's measured duration",
-           lambda s: _per_window(s.ok_output_tokens, s), higher_is_better=True, compare=True, plot="throughput"),
+           "output tokens that arrived inside " + WINDOW_TEXT + ", every reply's, spread over its token_arrivals "
+           "buckets (a bucket cut by the window's edge split linearly), / the window's length: what the server "
+           "delivered, so never above its capacity",
+           lambda s: _per_window(s.tokens_in_window, s), higher_is_better=True, compare=True, plot="throughput"),
     StepMetric("req_per_s", "Req/s", "req/s",
-           "successful requests / the step's measured duration (goodput)",
-           lambda s: _per_window(float(s.ok), s), higher_is_better=True, compare=True, plot="throughput"),
+           "Completed / the window's length (goodput)",
+           lambda s: _per_window(s.completed, s), higher_is_better=True, compare=True, plot="throughput"),
 )
 STEP_METRIC_BY_KEY: dict[str, StepMetric] = {m.key: m for m in STEP_METRICS}
 
@@ -130,12 +150,16 @@ def is_number(value) -> bool:
 
 def format_value(unit: str, value) -> str:
     """A metric value as shown in markdown; '–' when it could not be measured."""
+    if unit == "users" and not is_number(value):
+        return "n/a"
     if not is_number(value):
         return "–"
     if unit == "ms":
         return format_seconds(value)
     if unit == "ratio":
         return format_ratio(value)
+    if unit == "users":
+        return f"{value:.1f}" if is_number(value) else "n/a"
     if unit == "count":
         return f"{int(value):,}".replace(",", " ")
     if unit == "tok/s":

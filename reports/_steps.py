@@ -7,14 +7,18 @@ metrics of ``_metrics.STEP_METRICS`` run on those slices.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ollama_locust import contract
 
-from ._concurrency import overlap_measures
+from ._concurrency import holding_at_send, overlap_measures
 from ._step_metrics import Sample, compute_all, is_number
+from ._window import Arrivals, arrivals, assign_stages, count_in
+
+DRAIN = -2  # the stage of a request that started after the last stage's end (restamp): no step's
 
 # The parts of one request's time, from Ollama's own durations (ollama-api.md). Order = stacking order.
 TIME_PARTS: tuple[tuple[str, str, str], ...] = (
@@ -36,7 +40,16 @@ CLIENT_SPLIT: tuple[tuple[str, str, str], ...] = (
                                                          "had finished: what a one-at-a-time server makes it wait"),
     ("streams_alongside", "answers streaming alongside", "mean number of other answers streaming while one "
                                                          "streamed (overlap of first token..end, time-weighted)"),
+    ("holding_at_send", "holding a slot at send", "mean number of other requests holding a server slot when a request "
+                                                  "was sent: from start + queue wait to the end (only where the "
+                                                  "server reports its durations); the rest of the requests ahead "
+                                                  "were queued"),
+    ("in_flight_p95", "in flight (p95)", "95th percentile of the requests in flight (this one included) at each "
+                                         "request's send: the concurrency the step really put on the server"),
+    ("waited", "waited > 0.1 s to start", "successful requests whose queue wait (where reported; else TTFT minus the "
+                                          "step's fastest TTFT) exceeded 0.1 s"),
 )
+WAITED_MS = 100.0  # a request that waited longer than this for a slot "waited to start"
 
 OUTCOME_NOTE = {
     contract.TIMEOUT: ("timeout", "timeouts"),
@@ -66,6 +79,33 @@ class Step:
     concurrency: dict | None = None  # _concurrency.concurrency_mode's verdict against the baseline, or None
     notes: list = field(default_factory=list)
     window_note: str = ""
+    users_mean: float = math.nan  # stages.csv: time-weighted mean users running (nan: not recorded)
+    users_max: float = math.nan
+    reached_s: float = math.nan  # seconds until the target count ran (nan with users_mean: never reached)
+    ttft_n: int = 0  # successful requests with a TTFT (the TTFT percentiles' sample)
+    invalid_cut: int = 0  # invalid replies that ended at the length limit (done_reason "length")
+    all_replies: dict | None = None  # {"n", "p50_ms", "p95_ms"} over every fully measured reply (ok + invalid)
+    end_inclusive: bool = False  # the end is the last request's end (estimated): a completion at it counts
+
+    @property
+    def window(self) -> tuple[float, float]:
+        """The measured window [lo, hi): start + settle .. end (unix seconds)."""
+        return self.start + self.settle_s, self.end
+
+    @property
+    def not_held(self) -> str:
+        """Why the step did not hold its target user count ('' when it did, or when that was not recorded)."""
+        if not is_number(self.users_mean) or not is_number(self.users):
+            return ""
+        duration = self.end - self.start if is_number(self.end) and is_number(self.start) else math.nan
+        held = f"held {self.users_mean:.1f} on average"
+        if is_number(self.users_max):
+            held += f", at most {int(self.users_max)}"
+        if not is_number(self.reached_s):
+            return f"{int(self.users)} users never all running ({held})"
+        if is_number(duration) and self.reached_s > duration / 2:
+            return f"{int(self.users)} users reached only after {self.reached_s:.1f} s of {duration:.0f} s ({held})"
+        return ""
     generator: dict | None = None  # _generator.step_health: the load processes' worst second in the step
 
     @property
@@ -86,6 +126,9 @@ def _steps_from_stages(stages, run: dict, record_end: dict) -> list[Step]:
         settle = settle if is_number(settle) else 0.0
         step = Step(stage=int(row["stage"]), users=float(row["users"]), kind=str(row.get("kind") or ""),
                     start=start, end=end, settle_s=settle)
+        for name in ("users_mean", "users_max", "reached_s"):
+            value = row.get(name)
+            setattr(step, name, float(value) if value is not None and is_number(float(value)) else math.nan)
         if not is_number(end):
             nxt = rows[i + 1].get("start_time") if i + 1 < len(rows) else None
             if nxt is not None and is_number(float(nxt)):
@@ -96,13 +139,95 @@ def _steps_from_stages(stages, run: dict, record_end: dict) -> list[Step]:
                 step.window_note = "no end time: measured up to the run's end (run.json)"
             elif step.stage in record_end:
                 step.end = record_end[step.stage]
+                step.end_inclusive = True
                 step.window_note = "no end time (run stopped?): measured up to its last request's end"
         steps.append(step)
     return steps
 
 
+def restamp(frame, stages) -> int:
+    """Assign every record's stage (and settle flag) from stages.csv's spans by its start time, in place.
+
+    The stamp the load side wrote is not trusted blindly: a request that started after the last stage's
+    end (the drain) may have been stamped with the last stage before that end was known. Such requests
+    get ``DRAIN``. Records without a start time keep their stamp. Returns how many stamps changed.
+    """
+    if stages is None or len(frame) == 0:
+        return 0
+    starts = stages["start_time"].to_numpy(dtype="float64")
+    if not np.isfinite(starts).all() or (np.diff(starts) < 0).any():
+        return 0
+    ends = stages["end_time"].to_numpy(dtype="float64")
+    settles = np.nan_to_num(stages["settle_s"].to_numpy(dtype="float64"))
+    numbers = stages["stage"].to_numpy(dtype="float64")
+    start = frame["start_time"].to_numpy(dtype="float64")
+    pos = assign_stages(start, starts, ends)
+    has = np.isfinite(start)
+    old = frame["stage"].to_numpy(dtype="float64")
+    new = np.where(pos >= 0, numbers[np.clip(pos, 0, None)], np.where(pos == DRAIN, DRAIN, -1.0))
+    new = np.where(has, new, old)
+    settle = frame["settle"].to_numpy(dtype=bool)
+    in_stage = has & (pos >= 0)
+    settle = np.where(in_stage, start < starts[np.clip(pos, 0, None)] + settles[np.clip(pos, 0, None)], settle)
+    settle = np.where(has & (pos < 0), False, settle)
+    changed = int((new != old).sum())
+    frame["stage"] = new
+    frame["settle"] = settle
+    return changed
+
+
+def drain_summary(frame) -> dict | None:
+    """The requests that started after the last stage's end: {"requests", "outcomes"} or None."""
+    if len(frame) == 0:
+        return None
+    drained = frame["stage"].to_numpy(dtype="float64") == DRAIN
+    if not drained.any():
+        return None
+    values, counts = np.unique(frame["outcome"].astype(object).to_numpy()[drained].astype(str), return_counts=True)
+    return {"requests": int(drained.sum()), "outcomes": {str(v): int(c) for v, c in zip(values, counts)}}
+
+
+_ARRIVALS_CACHE: list = []  # [(weakref to the frame, its length, Arrivals)]: the table and the class rows share it
+
+
+def record_arrivals(frame) -> Arrivals:
+    """Every record's token arrivals (any outcome: the server produced those tokens), computed once per frame."""
+    if _ARRIVALS_CACHE:
+        ref, length, cached = _ARRIVALS_CACHE[0]
+        if ref() is frame and length == len(frame):
+            return cached
+    result = arrivals(frame["start_time"].to_numpy(dtype="float64"), frame["ttft_ms"].to_numpy(dtype="float64"),
+                      frame["e2e_ms"].to_numpy(dtype="float64"), frame["output_tokens"].to_numpy(dtype="float64"),
+                      frame["token_arrivals"].to_numpy(dtype=object) if "token_arrivals" in frame else None,
+                      frame["token_arrivals"].notna().to_numpy() if "token_arrivals" in frame else None)
+    _ARRIVALS_CACHE[:] = [(weakref.ref(frame), len(frame), result)]
+    return result
+
+
+def ok_ends(frame, mask=None) -> np.ndarray:
+    """The sorted completion times (start + e2e) of the successful records (``mask``: only some records)."""
+    ok = (frame["outcome"] == contract.OK).to_numpy(dtype=bool)
+    if mask is not None:
+        ok = ok & mask
+    end = frame["start_time"].to_numpy(dtype="float64") + frame["e2e_ms"].to_numpy(dtype="float64") / 1000.0
+    end = end[ok]
+    return np.sort(end[np.isfinite(end)])
+
+
+def step_window(step: Step) -> tuple[float, float]:
+    """The step's window [lo, hi), hi nudged past an estimated end (the last request's end counts)."""
+    lo, hi = step.window
+    if step.end_inclusive and is_number(hi):
+        hi = float(np.nextafter(hi, math.inf))
+    return lo, hi
+
+
 def build_steps(frame, stages, run: dict) -> list[Step]:
-    """One Step per stage with metrics, outcomes, notes-ready counts and the time split."""
+    """One Step per stage with metrics, outcomes, notes-ready counts and the time split.
+
+    Records of the drain (stage ``DRAIN``, see :func:`restamp`) belong to no step; their tokens and
+    completions still count in the window they fall in (none can: they started after the last end).
+    """
     import pandas as pd
 
     stage_all = frame["stage"].to_numpy(dtype="float64")
@@ -113,6 +238,7 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
 
     # Estimated windows for stages without a stages.csv row: first start -> last end of its records.
     present = np.unique(stage_all) if len(stage_all) else np.empty(0)
+    present = present[present != DRAIN]
     record_end, record_start, record_users = {}, {}, {}
     users_all = frame["stage_users"].to_numpy(dtype="float64")
     if len(stage_all):
@@ -133,7 +259,7 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
     for s in sorted(int(v) for v in present):
         if s not in known:
             step = Step(stage=s, users=record_users.get(s, math.nan), start=record_start.get(s, math.nan),
-                        end=record_end.get(s, math.nan))
+                        end=record_end.get(s, math.nan), end_inclusive=True)
             if s < 0:
                 step.users = math.nan
                 step.window_note = "no load shape: the whole run as one row, duration from its requests"
@@ -146,7 +272,12 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
             step.window_s = max(0.0, step.end - step.start - step.settle_s)
 
     # Overlap of all records (settle window and failures included: they occupied the server too).
-    overlap_all = overlap_measures(start_all, e2e_all, frame["ttft_ms"].to_numpy(dtype="float64"))
+    ttft_all = frame["ttft_ms"].to_numpy(dtype="float64")
+    overlap_all = overlap_measures(start_all, e2e_all, ttft_all)
+    queue_all = frame["queue_wait_ms"].to_numpy(dtype="float64")
+    hold_all = start_all + queue_all / 1000.0  # nan without the server's queue wait: no slot split then
+    overlap_all = overlap_all + (holding_at_send(start_all, hold_all, np.where(np.isfinite(e2e_all), end_all, np.nan)),
+                                 queue_all)
 
     # Counted records: the settle window's ones are left out (and counted per step).
     counted = frame.loc[~settle_all] if settle_all.any() else frame
@@ -161,6 +292,7 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
     ttft = counted["ttft_ms"].to_numpy(dtype="float64")
     tps = counted["tokens_per_s"].to_numpy(dtype="float64")
     tokens = counted["output_tokens"].to_numpy(dtype="float64")
+    done_reason = counted["done_reason"].astype(object).to_numpy() if len(counted) else np.empty(0, dtype=object)
 
     order = np.argsort(stage, kind="stable")
     sorted_stage = stage[order]
@@ -170,13 +302,27 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
         by_stage[step.stage] = order[lo:hi]
 
     parts = _time_parts(counted, ok)
+    arrived, ends = record_arrivals(frame), ok_ends(frame)
     failures = ~ok & ~cut
     fail_frame = counted.loc[failures, ["stage", "outcome", "http_status", "error"]] if failures.any() else None
 
     for step in steps:
         idx = by_stage[step.stage]
         step.settled = int(settled.get(float(step.stage), 0))
-        step.metrics = compute_all(sample_of(idx, ok, cut, e2e, ttft, tps, tokens, step.window_s))
+        sample = sample_of(idx, ok, cut, e2e, ttft, tps, tokens, step.window_s)
+        lo, hi = step_window(step)
+        sample.tokens_in_window, sample.completed = arrived.in_window(lo, hi), count_in(ends, lo, hi)
+        sample.users_mean = step.users_mean
+        step.ttft_n = len(sample.ttft_ms)
+        invalid = idx[outcome_str[idx] == contract.INVALID]
+        if len(invalid):
+            step.invalid_cut = int((done_reason[invalid] == "length").sum())
+            replies = idx[(ok[idx] | (outcome_str[idx] == contract.INVALID)) & np.isfinite(e2e[idx])]
+            if len(replies):
+                values = e2e[replies]
+                step.all_replies = {"n": int(len(values)), "p50_ms": float(np.percentile(values, 50)),
+                                    "p95_ms": float(np.percentile(values, 95))}
+        step.metrics = compute_all(sample)
         values, counts = np.unique(outcome_str[idx].astype(str), return_counts=True)
         step.outcomes = {str(v): int(c) for v, c in zip(values, counts)}
         if parts is not None:
@@ -239,12 +385,22 @@ def _client_split_of(idx, ok, e2e, ttft, tps, overlap) -> dict | None:
         values = values[np.isfinite(values)]
         return float(np.mean(values)) if len(values) else math.nan
 
-    ahead, left, along = overlap
+    ahead, left, along, holding, queue = overlap
+    in_flight = ahead[idx]
+    in_flight = in_flight[np.isfinite(in_flight)] + 1
+    q = queue[use]
+    if np.isfinite(q).any():
+        waited, waited_from = int((q[np.isfinite(q)] > WAITED_MS).sum()), "queue wait"
+    else:
+        waited, waited_from = int((ttft[use] - ttft[use].min() > WAITED_MS).sum()), "TTFT"
     return {
         "n": int(len(use)), "n_with_rate": int(np.isfinite(tps[use]).sum()),
         "ttft_ms": first, "streaming_ms": rest,
         "ttft_share": first / (first + rest) if first + rest > 0 else math.nan,
         "requests_ahead": mean(ahead), "ahead_left_ms": mean(left), "streams_alongside": mean(along),
+        "holding_at_send": mean(holding),
+        "in_flight_p95": float(np.percentile(in_flight, 95)) if len(in_flight) else math.nan,
+        "waited": waited, "waited_from": waited_from,
         "ttft_mean_ms": float(np.mean(ttft[use])),
     }
 
@@ -271,11 +427,14 @@ def _failure_details(steps: list[Step], fail) -> None:
 
 def build_class_rows(frame, steps: list[Step]) -> list[dict]:
     """Per step × user class: {"stage", "users", "user_class", "metrics"} (settle excluded)."""
+    import pandas as pd
+
     settle = frame["settle"].to_numpy(dtype=bool)
     counted = frame.loc[~settle] if settle.any() else frame
     if len(counted) == 0:
         return []
     classes = counted["user_class"].astype(object).fillna("").astype(str).to_numpy()
+    classes_all = frame["user_class"].astype(object).fillna("").astype(str).to_numpy()
     names = sorted(set(classes.tolist()))
     if len(names) < 2:
         return []
@@ -290,13 +449,20 @@ def build_class_rows(frame, steps: list[Step]) -> list[dict]:
     key = stage * (len(names) + 1) + code
     order = np.argsort(key, kind="stable")
     sorted_key = key[order]
+    arrived = record_arrivals(frame)
+    codes_all = pd.Categorical(classes_all, categories=names).codes.astype(np.int64)
+    codes_all[codes_all < 0] = len(names)  # a class only in the settle window: a group of its own
+    ends_by = [ok_ends(frame, codes_all == i) for i in range(len(names))]
     rows = []
     for step in steps:
+        w_lo, w_hi = step_window(step)
+        tokens_by = arrived.in_window_by(w_lo, w_hi, codes_all, len(names) + 1)
         for i, name in enumerate(names):
             k = step.stage * (len(names) + 1) + i
             lo, hi = np.searchsorted(sorted_key, [k, k + 0.5])
             if hi > lo:
                 sample = sample_of(order[lo:hi], ok, cut, e2e, ttft, tps, tokens, step.window_s)
+                sample.tokens_in_window, sample.completed = float(tokens_by[i]), count_in(ends_by[i], w_lo, w_hi)
                 rows.append({"stage": step.stage, "users": step.users, "user_class": name or "?",
                              "metrics": compute_all(sample)})
     return rows

@@ -22,8 +22,9 @@ class _Parser(argparse.ArgumentParser):
 def _check_thresholds(parser: argparse.ArgumentParser, args) -> None:
     if args.min_success is not None and not 0.0 <= args.min_success <= 1.0:
         parser.error(f"--min-success must be between 0 and 1 (e.g. 0.95), got {args.min_success:g}")
-    if args.slo_p95 is not None and args.slo_p95 <= 0:
-        parser.error(f"--slo-p95 must be > 0 ms, got {args.slo_p95:g}")
+    for flag, value in (("--slo-p95", args.slo_p95), ("--slo-ttft-p95", args.slo_ttft_p95)):
+        if value is not None and value < 0:
+            parser.error(f"{flag} must be >= 0 ms (0 = none), got {value:g}")
 
 
 def _report_parser() -> argparse.ArgumentParser:
@@ -44,6 +45,7 @@ def report_main(argv: list[str] | None = None) -> int:
 
     try:
         report = write_report(args.run_dir, slo_p95_ms=args.slo_p95, min_success=args.min_success,
+                              slo_ttft_p95_ms=args.slo_ttft_p95,
                               plots=not args.no_plots)
     except ReportError as err:
         print(f"ollama-locust report: {err}", file=sys.stderr)

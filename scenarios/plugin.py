@@ -124,7 +124,9 @@ class RunOwner:
             "steps": [] if plan is None else [stage.users for stage in plan],
             "step_time_s": None if plan is None else plan[0].duration_s,
             "settle_s": None if plan is None else plan[0].settle_s,
-            "slo": {"p95_ms": options.get(environment, "slo_p95") or None, "min_success": options.get(environment, "min_success")},
+            "slo": {"p95_ms": options.get(environment, "slo_p95") or None,
+                    "ttft_p95_ms": options.get(environment, "slo_ttft_p95") or None,
+                    "min_success": options.get(environment, "min_success")},
             "options": options.values(environment.parsed_options),
         }
 
@@ -174,6 +176,7 @@ class RunOwner:
             stop_on_failure=options.get(environment, "stop_on_failure"),
             min_success=options.get(environment, "min_success"),
             slo_p95_ms=slo,
+            slo_ttft_p95_ms=options.get(environment, "slo_ttft_p95") or None,
             drain_timeout_s=options.get(environment, "drain_timeout"),
             user_count=lambda: self.runner.user_count,
         )
@@ -284,7 +287,8 @@ class RunOwner:
         self.sink.close()
         self.health.close()
         self.info.update(ended_at=time.time(), interrupted=self.interrupted, requests=self.sink.total)
-        if controller is not None and controller.failed_stage is not None:
+        if controller is not None and controller.failed_stage is not None and controller.stop_on_failure \
+                and controller.failed_stage < len(self.plan or ()) - 1:  # stepping stopped: later stages did not run
             self.info["stopped_on_failure"] = {"stage": controller.failed_stage, "reason": controller.failure_reason}
         self.write_info()
         if self.interrupted:

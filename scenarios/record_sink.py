@@ -52,10 +52,12 @@ class StageTally:
     def success_rate(self) -> float | None:
         return stats.success_rate(self.outcomes[contract.OK], self.counted)
 
-    def fails(self, min_success: float, slo_p95_ms: float | None) -> str | None:
+    def fails(self, min_success: float, slo_p95_ms: float | None, slo_ttft_p95_ms: float | None = None) -> str | None:
         """Why this stage fails the thresholds, or None (``ollama_locust.stats.breaches``)."""
         p95 = stats.percentile(sorted(self.ok_e2e_ms), 95)
-        return "; ".join(stats.breaches(self.success_rate, p95, min_success=min_success, slo_p95_ms=slo_p95_ms)) or None
+        ttft = stats.percentile(sorted(self.ttft_ms), 95) if slo_ttft_p95_ms else None
+        return "; ".join(stats.breaches(self.success_rate, p95, min_success=min_success, slo_p95_ms=slo_p95_ms,
+                                        ttft_p95_ms=ttft, slo_ttft_p95_ms=slo_ttft_p95_ms)) or None
 
 
 def _cell(value, decimals: int = 3) -> str:

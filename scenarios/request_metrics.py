@@ -22,6 +22,9 @@ Definitions (issue 3, item 3):
   ``eval_ms``, ``server_total_ms`` and **queue wait** = total - load - prompt_eval - eval, the time
   spent waiting for a NUM_PARALLEL slot, which Ollama reports nowhere else. Ollama omits zero fields
   (``omitempty``): a missing duration counts as 0, but only when the final chunk arrived at all.
+* **Token arrivals**: content chunks counted per ``TOKEN_BUCKET_MS`` bucket after the send (one counter
+  per bucket, no per-chunk timestamp kept), widened for long replies; the report spreads
+  ``output_tokens`` over them to count the tokens that arrived inside a step's window.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ollama_locust import contract
+from ollama_locust.contract import TOKEN_BUCKET_MS, TOKEN_BUCKETS_MAX
 
 NS_PER_MS = 1_000_000.0
 
@@ -109,6 +113,21 @@ def tokens_per_s(tokens: int | None, e2e: float | None, ttft: float | None) -> f
     if decode_ms <= 0:
         return None
     return (tokens - 1) * 1000.0 / decode_ms
+
+
+def token_arrivals(buckets: list[int]) -> str | None:
+    """The ``token_arrivals`` cell from content chunks per ``contract.TOKEN_BUCKET_MS`` bucket after the send.
+
+    ``'W:c0,c1,...'``: ``c_i`` chunks arrived in ``[i*W, (i+1)*W)`` ms. A reply longer than
+    ``TOKEN_BUCKETS_MAX`` fine buckets gets ``W`` widened by a whole factor (neighbouring buckets summed),
+    so the cell stays short. None when no content arrived.
+    """
+    if not buckets:
+        return None
+    factor = -(-len(buckets) // TOKEN_BUCKETS_MAX)
+    if factor > 1:
+        buckets = [sum(buckets[i:i + factor]) for i in range(0, len(buckets), factor)]
+    return f"{TOKEN_BUCKET_MS * factor}:" + ",".join(map(str, buckets))
 
 
 def server_split(final: dict | None) -> dict[str, float | None]:

@@ -37,6 +37,7 @@ class ShapeController:
         stop_on_failure: bool = False,
         min_success: float = 0.95,
         slo_p95_ms: float | None = None,
+        slo_ttft_p95_ms: float | None = None,
         drain_timeout_s: float = 10.0,
         user_count: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.time,
@@ -50,6 +51,7 @@ class ShapeController:
         self.stop_on_failure = stop_on_failure
         self.min_success = min_success
         self.slo_p95_ms = slo_p95_ms
+        self.slo_ttft_p95_ms = slo_ttft_p95_ms
         self.drain_timeout_s = drain_timeout_s
         self.user_count = user_count
         self.clock = clock
@@ -109,7 +111,7 @@ class ShapeController:
         tally = self.tallies.get(index)
         if tally is None:
             return None
-        reason = tally.fails(self.min_success, self.slo_p95_ms)
+        reason = tally.fails(self.min_success, self.slo_p95_ms, self.slo_ttft_p95_ms)
         if reason and self.failed_stage is None:
             self.failed_stage, self.failure_reason = index, reason
         return reason

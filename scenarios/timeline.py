@@ -1,7 +1,9 @@
 """The stage timeline, kept by the master: when each stage really started and ended.
 
 Records are stamped from it by their start time, on the master, so a worker that joined late (or
-whose messages arrive late) is still stamped right. It is written to ``stages.csv`` at every change.
+whose messages arrive late) is still stamped right. A request that started after the last stage's end
+(the drain) is stamped stage -1; one stamped before that end was known keeps the last stage, so the
+report assigns stages from ``stages.csv`` itself. It is written to ``stages.csv`` at every change.
 """
 
 from __future__ import annotations
@@ -52,11 +54,15 @@ class StageTimeline:
         return self.spans[-1] if self.spans else None
 
     def locate(self, start_time: float) -> StageSpan | None:
-        """The stage in which a request that started at ``start_time`` started (None: before the first)."""
+        """The stage in which a request that started at ``start_time`` started (None: before the first,
+        or after the last stage's end: the drain belongs to no stage)."""
         index = bisect.bisect_right(self._starts, start_time) - 1
         if index < 0:
             return None
-        return self.spans[index]
+        span = self.spans[index]
+        if span.end_time is not None and start_time >= span.end_time:
+            return None
+        return span
 
     def stamp(self, record: dict) -> dict:
         span = self.locate(record.get("start_time") or 0.0)

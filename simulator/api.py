@@ -486,6 +486,9 @@ class App:
             if runner is not None:
                 runner.release()
             if self.truth is not None:
+                if out is not None and out.sent_at is not None and rec["stream"]:
+                    origin = req.arrived or arrival
+                    rec["token_sent_ms"] = [round((t - origin) * 1000.0, 2) for t in out.sent_at]
                 self.truth.write(rec)
 
     def _load_only(self, conn, kind, p, runner, arrival, handed, rec) -> None:
@@ -596,6 +599,8 @@ class Output:
         self.native = kind in ("generate", "chat")
         self.fixed = len(self.pre) + len(self.mid) + len(self.post) if self.native else 0
         self.ctype = NDJSON if self.native else SSE
+        # with --truth-log: when each token was written (time.monotonic), the referee of windowed throughput
+        self.sent_at: list[float] | None = [] if app.truth is not None else None
 
     def _write(self, data: bytes) -> None:
         if not self.headers_sent:
@@ -612,6 +617,8 @@ class Output:
     # called by the decode loop -----------------------------------------------------------------
     def emit(self, job: Job, i: int, created: bytes) -> None:
         token = self.tj[i]
+        if self.sent_at is not None:
+            self.sent_at.append(time.monotonic())
         if self.headers_sent and self.native:  # the hot path: one chunk, built in one go
             self.conn.write(b"%x\r\n%s%s%s%s%s\r\n" % (self.fixed + len(created) + len(token), self.pre, created,
                                                         self.mid, token, self.post))

@@ -28,7 +28,7 @@ _perf = time.perf_counter
 RECORD_FIELDS = ("api", "model", "start_time", "outcome", "http_status", "ttft_ms", "e2e_ms", "itl_ms",
                  "output_tokens", "tokens_estimated", "prompt_tokens", "tokens_per_s", "load_ms",
                  "prompt_eval_ms", "eval_ms", "server_total_ms", "queue_wait_ms", "done_reason", "error",
-                 "request_id")
+                 "request_id", "token_arrivals")
 
 
 def new_record(api: str, model: str, request_id: str) -> dict:
@@ -92,6 +92,7 @@ def fill_metrics(record: dict, t_sent: float, t_end: float, decoder: Decoder | N
     record["prompt_tokens"] = decoder.prompt_tokens
     record["tokens_per_s"] = request_metrics.tokens_per_s(record["output_tokens"], record["e2e_ms"], record["ttft_ms"])
     record["done_reason"] = decoder.done_reason
+    record["token_arrivals"] = request_metrics.token_arrivals(decoder.buckets)
     if decoder.final is not None:
         record.update(request_metrics.server_split(decoder.final))
 
@@ -133,6 +134,7 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
             record["error"] = chosen
             return ""
         decoder = chosen
+        decoder.origin = t_sent
         waiting_first = first is not None
         read = response.read
         feed = decoder.feed

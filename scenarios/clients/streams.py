@@ -17,6 +17,9 @@ import orjson
 MAX_LINE = 1 << 20  # 1 MiB: a longer line is a stream_error, and memory stays bounded
 MAX_DOCUMENT = 16 << 20  # a non-streamed JSON reply larger than this is a stream_error
 
+from ollama_locust.contract import TOKEN_BUCKET_MS
+
+_BUCKETS_PER_S = 1000.0 / TOKEN_BUCKET_MS
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
@@ -75,6 +78,10 @@ class Decoder:
         self.prompt_tokens: int | None = None
         self.streamed = True
         self._tail = b""
+        # token_arrivals: content chunks per TOKEN_BUCKET_MS bucket after ``origin`` (perf_counter s, set by
+        # the driver when the request is sent); request_metrics.token_arrivals encodes them for the record.
+        self.origin: float | None = None
+        self.buckets: list[int] = []
 
     @property
     def text(self) -> str:
@@ -97,6 +104,14 @@ class Decoder:
         if self.t_first is None:
             self.t_first = now
         self.t_last = now
+        if self.origin is not None:
+            index = int((now - self.origin) * _BUCKETS_PER_S)
+            buckets = self.buckets
+            if index < len(buckets):
+                buckets[index] += 1
+            elif index >= 0:
+                buckets.extend([0] * (index - len(buckets)))
+                buckets.append(1)
 
     def feed(self, data: bytes, now: float) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -71,3 +71,35 @@ def only_run_dir(parent) -> str:
 
 def assert_no_traceback(result: Result) -> None:
     assert "Traceback" not in result.text, result.text[-3000:]
+
+
+def truth_in_window(truth: list[dict], lo: float, hi: float) -> tuple[int, int]:
+    """(tokens the simulator sent, requests it completed ok) inside [lo, hi), from its truth log
+    (``token_sent_ms`` per token after ``arrival``; completion = ``last_byte_sent``)."""
+    tokens = completed = 0
+    for t in truth:
+        arrival = t.get("arrival")
+        for ms in t.get("token_sent_ms") or ():
+            if lo <= arrival + ms / 1000.0 < hi:
+                tokens += 1
+        end = t.get("last_byte_sent")
+        if t.get("outcome") == "ok" and end is not None and lo <= end < hi:
+            completed += 1
+    return tokens, completed
+
+
+def report_vs_truth(run_dir: str, truth_path) -> list[dict]:
+    """Per step of the run's report: its Tokens/s (total), Req/s and window next to the truth's."""
+    from ollama_locust.reports import analyse
+
+    truth = [t for t in read_truth(truth_path) if t.get("client_request_id")]
+    rows = []
+    for step in analyse(run_dir).steps:
+        lo, hi = step.window
+        tokens, completed = truth_in_window(truth, lo, hi)
+        width = hi - lo
+        rows.append({"users": step.users, "window_s": width,
+                     "tokens_per_s": step.metrics["tokens_per_s_total"], "truth_tokens_per_s": tokens / width,
+                     "req_per_s": step.metrics["req_per_s"], "truth_req_per_s": completed / width,
+                     "users_held": step.users_mean, "requests": step.metrics["requests"]})
+    return rows

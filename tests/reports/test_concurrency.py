@@ -23,7 +23,7 @@ def _folder(make_run, users=USERS, run=None, steps=None, **kw):
     for stage, n in enumerate(users):
         records += closed_loop(stage, n, **{**kw, **((steps or {}).get(stage, {}))})
     run = {"label": "t", "api": "ollama-chat", **(run or {})}
-    return make_run(records, stage_rows(users), run=run), records
+    return make_run(records, stage_rows(users, duration=kw.get("step_s", 100.0)), run=run), records
 
 
 def _report(path):
@@ -60,7 +60,7 @@ def test_serialised_run_says_requests_wait_with_the_measured_numbers(make_run):
     assert ttft == pytest.approx(7100.0, abs=1)  # 7 requests ahead × 1 s each + 0.1 s prefill
     expected = (f"**Requests wait for each other:** the server answers one at a time. At 8 users a request waits "
                 f"{format_seconds(ttft)} before its first token ({format_seconds(base_ttft)} with 1 user), with on "
-                f"average {ahead:.1f} requests already running when it was sent, while each answer still streams "
+                f"average {ahead:.1f} other requests in the server (sent, not yet answered) when it was sent, while each answer still streams "
                 f"at 110 tokens/s (baseline 110). Raising OLLAMA_NUM_PARALLEL (now 1; if memory allows) or fewer "
                 f"concurrent users shortens the wait.")
     assert expected in text
@@ -79,7 +79,8 @@ def test_serialised_run_says_requests_wait_with_the_measured_numbers(make_run):
     assert steps[3]["client_split"]["ttft_share"] == pytest.approx(7.1 / 8.0, abs=0.01)
     row = next(line for line in report.markdown.splitlines() if line.startswith("| 8 | 87 | 7.10 s |"))
     assert row.startswith("| 8 | 87 | 7.10 s | 0.90 s | 88.7 % | 6.7 | ")  # median TTFT, streaming, share, ahead
-    assert row.endswith(" | 0.0 | requests wait for each other |")  # no answer streams alongside
+    # no answer streams alongside; no server durations, so no slot split; 8 in flight; everyone but the first waited
+    assert row.endswith(" | 0.0 | – | 8.0 | 86 of 87 (TTFT) | requests wait for each other |")
     assert "- at 8 users, 89 % of a request's time passes before its first token" in report.markdown
     assert "requests wait for each other" in steps[3]["notes"]
     # results.json is plain JSON (no NaN) and carries the verdict.

@@ -36,7 +36,7 @@ def test_percentiles_rates_and_exclusions_match_numpy(make_run):
     recs = [record(0, 1, v, ttft_ms=v / 10, tps=20.0, tokens=50) for v in step0]
     recs += [record(1, 4, e, ttft_ms=t, tps=r, tokens=10) for e, t, r in zip(step1, ttft1, tps1)]
     # Noise that must be left out or treated apart:
-    recs += [record(1, 4, 99999.0, settle=True)]  # settle window
+    recs += [record(1, 4, 99999.0, settle=True, start=T0 + 105)]  # settle window
     recs += [record(1, 4, 50.0, outcome="rejected", error="server busy")] * 3
     recs += [record(1, 4, 120000.0, outcome="timeout")] * 2
     recs += [record(1, 4, 100.0, outcome="cut_short")]
@@ -74,14 +74,14 @@ def test_percentiles_rates_and_exclusions_match_numpy(make_run):
 
 
 def test_results_json_and_markdown_loop_over_the_same_metrics(make_run):
-    recs = [record(0, 1, 1000.0 + i, ttft_ms=100.0, tps=30.0) for i in range(5)]
-    recs += [record(1, 3, 2600.0 + i, ttft_ms=900.0, tps=20.0) for i in range(5)]
+    recs = [record(0, 1, 1000.0 + i, ttft_ms=100.0, tps=30.0, start=T0 + 10 + 4 * i) for i in range(20)]
+    recs += [record(1, 3, 2600.0 + i, ttft_ms=900.0, tps=20.0, start=T0 + 110 + 4 * i) for i in range(20)]
     recs += [record(1, 3, 10.0, outcome="invalid", error="invalid recipe JSON: no 'steps'")]
     path = make_run(recs, stage_rows([1, 3]), run={"label": "pi5", "slo": {"p95_ms": 2000, "min_success": 0.9}})
     report = write_report(path, plots=False)
     header = report.table_markdown.splitlines()[0]
-    assert header == ("| Concurrent users | Requests | Success rate | Avg | p50 | p95 | Max | TTFT p50 | TTFT p95 | "
-                      "Tokens/s (per request) | Tokens/s (total) | Req/s | Notes |")
+    assert header == ("| Concurrent users | Users held | Requests | Completed | Success rate | n | Avg | p50 | p95 | Max | "
+                      "TTFT p50 | TTFT p95 | Tokens/s (per request) | Tokens/s (total) | Req/s | Notes |")
     data = json.loads(_read(os.path.join(path, "results.json")))
     assert [m["key"] for m in data["metrics"]] == [m.key for m in STEP_METRICS]
     for m in STEP_METRICS:
@@ -91,7 +91,7 @@ def test_results_json_and_markdown_loop_over_the_same_metrics(make_run):
     assert data["conclusion"]["failure_point_users"] == 3
     assert data["conclusion"]["largest_users_meeting_slo"] == 1
     md = _read(os.path.join(path, "results.md"))
-    assert "Rate-limit the gateway at 1 concurrent requests" in md
+    assert "Rate-limit the gateway at 1 concurrent request (the in-flight p95 measured at 1 user" in md
     assert "numpy.percentile" in md
 
 
@@ -117,4 +117,4 @@ def test_saturated_hardware_advises_smaller_model(make_run):
     recs += [record(1, 4, 8000.0, tps=10.0, tokens=80, start=T0 + 110 + i) for i in range(11)]
     report = write_report(make_run(recs, stage_rows([1, 4])), plots=False)
     assert "hardware is saturated" in report.markdown and "smaller model or a GPU" in report.markdown
-    assert "judged on success rate only" in report.markdown
+    assert "the default objective for non-streamed replies" in report.markdown  # no TTFT: E2E p95 <= 10 s

@@ -24,7 +24,7 @@ def test_empty_step_and_all_failed_step(make_run):
     path = make_run(recs, stage_rows([1, 3, 5]))
     report = write_report(path)
     rows = report.table_markdown.splitlines()[2:]
-    assert rows[1].startswith("| 3 | 0 | – |") and "no requests" in rows[1]
+    assert rows[1].startswith("| 3 | n/a | 0 | 0 | – |") and "no requests" in rows[1]
     assert "all failed" in rows[2] and "4 rejected (503)" in rows[2] and "0.0 %" in rows[2]
     assert "Failure point:** 5 users" in report.markdown
     assert os.path.exists(os.path.join(path, "latency.png"))
@@ -139,4 +139,4 @@ def test_records_outside_any_shape_form_one_row(make_run):
     recs = [record(-1, 0, 1000.0 + i, tps=10.0, start=1000.0 + i) for i in range(4)]
     report = write_report(make_run(recs), plots=False)
     row = report.table_markdown.splitlines()[2]
-    assert row.startswith("| ? | 4 |") and "no load shape" in row
+    assert row.startswith("| ? | n/a | 4 |") and "no load shape" in row

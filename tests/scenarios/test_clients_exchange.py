@@ -276,3 +276,17 @@ def test_one_table_of_apis():
     assert tuple(CLIENTS) == contract.APIS
     api = next(option for option in options.ALL_OPTIONS if option.dest == "api")
     assert api.choices == contract.APIS and api.default in contract.APIS
+
+
+def test_token_arrivals_bucket_the_content_chunks(server):
+    # chunks at ~0, ~0.25 and ~0.27 s after the first: buckets of 100 ms after the send
+    script = [head(), chunked(line("A")), 0.25, chunked(line("B")), 0.02, chunked(line("C")), chunked(FINAL), END]
+    server.scripts.append(script)
+    record, _ = client(server).chat(MESSAGES)
+    assert record["outcome"] == contract.OK
+    width, _, counts = record["token_arrivals"].partition(":")
+    counts = [int(c) for c in counts.split(",")]
+    assert width == str(contract.TOKEN_BUCKET_MS) and sum(counts) == 3
+    assert counts[int(record["ttft_ms"] // contract.TOKEN_BUCKET_MS)] >= 1  # the first chunk at TTFT
+    assert counts[-1] >= 1 and len(counts) >= 3  # the last ones ~0.25 s later, before the last byte
+    assert len(counts) <= int(record["e2e_ms"] // contract.TOKEN_BUCKET_MS) + 1

@@ -27,12 +27,14 @@ def _help(args: list[str]) -> str:
 
 def test_docs_table_is_generated_from_the_rows():
     doc = (REPO / "docs" / "options.md").read_text(encoding="utf-8")
-    assert options.markdown_table() in doc, "regenerate docs/options.md's table: ollama_locust.options.markdown_table()"
+    assert options.markdown_table() in doc, "regenerate docs/options.md: python -m ollama_locust.options docs/options.md"
 
 
 def test_step_help_shows_the_same_defaults():
+    from ollama_locust import step
+
     text = _help([sys.executable, "-m", "ollama_locust", "step", "--help"])
-    launcher = {"shape", "steps", "step_time", "model", "label"}  # step says what it passes of its own
+    launcher = {"shape", "model", "label", *step.SIM_DEFAULTS}  # step says what it passes of its own
     for option in options.ALL_OPTIONS:
         if option.dest in ("run_dir", "run_context"):
             continue  # step sets these itself

@@ -41,3 +41,15 @@ def test_buffer_drains_once():
     buffer = RecordBuffer()
     buffer.add({"a": 1})
     assert buffer.drain() == [{"a": 1}] and buffer.drain() == [] and len(buffer) == 0
+
+
+def test_a_request_after_the_last_stage_end_is_in_no_stage():
+    timeline = StageTimeline()
+    timeline.begin(1, 0.0, "step", 100.0)
+    timeline.begin(4, 0.0, "step", 110.0)
+    stamped = timeline.stamp({"start_time": 115.0})
+    assert stamped["stage"] == 1
+    timeline.finish(120.0)
+    assert timeline.stamp({"start_time": 119.99})["stage"] == 1
+    drained = timeline.stamp({"start_time": 120.0})
+    assert (drained["stage"], drained["stage_users"], drained["settle"]) == (-1, 0, False)
