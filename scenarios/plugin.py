@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 SHIP_INTERVAL_S = 1.0
 FLUSH_INTERVAL_S = 1.0
 PROGRESS_INTERVAL_S = 5.0
+USER_SAMPLE_INTERVAL_S = 0.25  # the running user count, for stages.csv users_mean / users_max / reached_s
+BURST_WAIT_FRACTION = 0.5  # a burst fires when its users run, or after this share of the burst stage at most
 
 
 def fail(message: str) -> None:
@@ -73,6 +75,7 @@ class RunOwner:
         self.closed = False
         self.workers_seen: set[str] = set()
         self.missing_workers: set[str] = set()
+        self.bursts_fired: set[int] = set()  # burst stages whose signal went out
         self.info = {
             **self.described(),
             "workers": 0,
@@ -198,6 +201,29 @@ class RunOwner:
             self.info["missing_workers"] = sorted(self.missing_workers)
             self.write_info()
 
+    def sample_users(self) -> None:
+        """The running user count into the stage timeline (on a master: the sum the workers reported);
+        a burst stage's signal once its users run."""
+        now = time.time()
+        self.timeline.sample(now, self.runner.user_count)
+        span = self.timeline.current
+        if span is None or span.kind != "burst" or span.end_time is not None or span.stage in self.bursts_fired:
+            return
+        planned = self.plan[span.stage].duration_s if self.plan and span.stage < len(self.plan) else 0.0
+        if span.reached_s is not None or now - span.start_time >= BURST_WAIT_FRACTION * planned:
+            self.bursts_fired.add(span.stage)
+            from ollama_locust.scenarios.users import fire_burst
+
+            fire_burst(self.environment)
+            logger.info("stage %d: burst fired with %d users running", span.stage, self.runner.user_count)
+
+    def sample_loop(self) -> None:
+        while not self.closed:
+            self.sample_users()
+            span = self.timeline.current
+            burst_pending = span is not None and span.kind == "burst" and span.stage not in self.bursts_fired
+            gevent.sleep(0.02 if burst_pending else USER_SAMPLE_INTERVAL_S)
+
     def progress_loop(self) -> None:
         while not self.closed:
             gevent.sleep(PROGRESS_INTERVAL_S)
@@ -254,6 +280,9 @@ class RunOwner:
 
 
 def _setup_worker(environment) -> None:
+    from ollama_locust.scenarios.users import register_burst_message
+
+    register_burst_message(environment)  # the master's burst signal (--shape burst) reaches BurstyUsers here
     buffer = RecordBuffer()
     environment.llm_records = buffer
     runner = environment.runner
@@ -319,6 +348,8 @@ def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
     environment.events.test_stopping.add_listener(lambda environment, **_kw: recorder.cut_short_if_interrupted())
     environment.events.quitting.add_listener(lambda environment, **_kw: recorder.finish())
     gevent.spawn(recorder.flush_loop)
+    gevent.spawn(recorder.sample_loop)
+    environment.events.spawning_complete.add_listener(lambda user_count, **_kw: recorder.sample_users())
     if web_ui is not None:
         from ollama_locust.scenarios import webui
 
