@@ -368,6 +368,14 @@ def on_init(environment, runner=None, web_ui=None, **_kw) -> None:
         _setup_master_or_local(environment, web_ui)
 
 
+class _QuietSpawnRate(logging.Filter):
+    """Locust warns about a spawn rate above 100/s at every stage; "all at once" means exactly that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "spawn rate is very high" not in record.getMessage()
+
+
 def register(events) -> None:
+    logging.getLogger("locust.runners").addFilter(_QuietSpawnRate())
     events.init_command_line_parser.add_listener(options.register)
     events.init.add_listener(on_init)
