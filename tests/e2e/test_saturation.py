@@ -74,6 +74,32 @@ def test_new_users_first_requests_are_timed_from_their_write(tmp_path, sim_proce
           f" last-byte read lag max {max(read_last):.1f} ms; stage 1 reached {stages[1]['reached_s']} s")
 
 
+def test_a_new_users_first_request_is_as_exact_as_the_rest(tmp_path, sim_process):
+    """The paced default profile (gpu-llama3-8b), 1, 2, 4, 8 users: no flood, so the simulator reads at once;
+    each new user's first request (a new connection) is timed like the kept-alive ones."""
+    truth = tmp_path / "truth.jsonl"
+    sim = sim_process("--profile", "gpu-llama3-8b", "--truth-log", str(truth))
+    _, _, records = step_run(tmp_path, sim, "--users", "1,2,4,8", "--step-time", "4s", "--think-time", "0",
+                             "--num-predict", "30")
+    pairs = matched(records, truth)
+    first = [(r, t) for r, t in pairs if r["connect_ms"]]
+    assert len(first) == 8
+
+    def error(record, row):  # ms: the larger of the TTFT and the E2E difference to the truth log
+        ttft = float(record["ttft_ms"]) - (row["first_token_sent"] - row["arrival"]) * 1000
+        e2e = float(record["e2e_ms"]) - (row["last_byte_sent"] - row["arrival"]) * 1000
+        return max(abs(ttft), abs(e2e))
+
+    firsts = sorted(error(r, t) for r, t in first)
+    rest = sorted(error(r, t) for r, t in pairs if not r["connect_ms"])
+    # Before issue 13 the clock started before the connect: every first request 20-30 ms off. Now within
+    # 5 ms like the rest; on a loaded 2-core machine a process taken off the CPU for tens of ms (seen: the
+    # load process waited 3.4 s on the run queue in a 14 s run) dates one read late, so two may be off.
+    assert sum(1 for x in firsts if x < 5) >= len(firsts) - 2, firsts
+    print(f"\npaced 1,2,4,8: first requests off by at most {firsts[-1]:.1f} ms (median {statistics.median(firsts):.1f});"
+          f" the other {len(rest)} at most {rest[-1]:.1f} ms (median {statistics.median(rest):.1f})")
+
+
 def held(stages, index):
     stage = stages[index]
     return float(stage["users_mean"]), int(stage["users_max"]), stage["reached_s"]
