@@ -39,7 +39,7 @@ def test_new_users_first_requests_are_timed_from_their_write(tmp_path, sim_proce
     """1 -> 256 users all at once (instant profile, 200 tokens/s per stream, a slot each): every request's
     clock starts when its bytes are written, so its first request is as exact as the rest."""
     truth = tmp_path / "truth.jsonl"
-    sim = sim_process("--profile", "instant", "--decode-tps", "200", "--num-parallel", "256", "--truth-log", str(truth))
+    sim = sim_process("--profile", "instant", "--decode-tps", "100", "--num-parallel", "256", "--truth-log", str(truth))
     _, stages, records = step_run(tmp_path, sim, "--users", "1,256", "--step-time", "5s", "--think-time", "0.5,1.5",
                                   "--num-predict", "20")
     pairs = matched(records, truth)
