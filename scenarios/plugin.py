@@ -25,7 +25,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from ollama_locust import __version__, contract, options
 from ollama_locust.scenarios import plans, preflight, progress, run_folder
 from ollama_locust.scenarios.record_sink import RecordBuffer, RecordSink
-from ollama_locust.scenarios.stepping import ShapeController
+from ollama_locust.scenarios.stepping import ShapeController, burst_due
 from ollama_locust.scenarios.timeline import StageTimeline
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,6 @@ SHIP_INTERVAL_S = 1.0
 FLUSH_INTERVAL_S = 1.0
 PROGRESS_INTERVAL_S = 5.0
 USER_SAMPLE_INTERVAL_S = 0.25  # the running user count, for stages.csv users_mean / users_max / reached_s
-BURST_WAIT_FRACTION = 0.5  # a burst fires when its users run, or after this share of the burst stage at most
 
 
 def fail(message: str) -> None:
@@ -203,14 +202,14 @@ class RunOwner:
 
     def sample_users(self) -> None:
         """The running user count into the stage timeline (on a master: the sum the workers reported);
-        a burst stage's signal once its users run."""
+        a burst stage's signal once its users run (``stepping.burst_due``)."""
         now = time.time()
         self.timeline.sample(now, self.runner.user_count)
         span = self.timeline.current
-        if span is None or span.kind != "burst" or span.end_time is not None or span.stage in self.bursts_fired:
+        if span is None or span.stage in self.bursts_fired:
             return
         planned = self.plan[span.stage].duration_s if self.plan and span.stage < len(self.plan) else 0.0
-        if span.reached_s is not None or now - span.start_time >= BURST_WAIT_FRACTION * planned:
+        if burst_due(span, planned, now):
             self.bursts_fired.add(span.stage)
             from ollama_locust.scenarios.users import fire_burst
 
