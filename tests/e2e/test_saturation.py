@@ -122,7 +122,7 @@ def test_all_at_once_1024_users_and_what_each_stage_held(tmp_path, sim_process):
         mean1, max1, reached1 = held(stages, 1)
         assert max1 == 1024 and reached1 != ""
         reached = float(reached1)
-        assert reached < 4.0, reached  # generous: the figure on an idle machine is far lower (docs/load-model.md)
+        assert reached < 4.0, reached  # generous: 0.03-1.3 s measured on the loaded machine (docs/load-model.md)
         start, end = float(stages[1]["start_time"]), float(stages[1]["end_time"])
         # time-weighted: at most the target, and at least what was running from the moment it was reached
         assert 1024 * (1 - reached / (end - start)) - 1 <= mean1 <= 1024
