@@ -26,8 +26,8 @@ from ollama_locust import __version__, contract, options
 from ollama_locust.scenarios import clock_sync, plans, preflight, progress, run_folder
 from ollama_locust.scenarios.generator_health import HealthLog, HealthSampler
 from ollama_locust.scenarios.record_sink import RecordBuffer, RecordSink
-from ollama_locust.scenarios.stepping import ShapeController
 from ollama_locust.scenarios.request_report import worker_tag
+from ollama_locust.scenarios.stepping import ShapeController, burst_due
 from ollama_locust.scenarios.timeline import StageTimeline
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 SHIP_INTERVAL_S = 1.0
 FLUSH_INTERVAL_S = 1.0
 PROGRESS_INTERVAL_S = 5.0
+USER_SAMPLE_INTERVAL_S = 0.25  # the running user count, for stages.csv users_mean / users_max / reached_s
 
 
 def fail(message: str) -> None:
@@ -78,6 +79,7 @@ class RunOwner:
         self.closed = False
         self.workers_seen: set[str] = set()
         self.missing_workers: set[str] = set()
+        self.bursts_fired: set[int] = set()  # burst stages whose signal went out
         self.info = {
             **self.described(),
             "workers": 0,
@@ -210,6 +212,29 @@ class RunOwner:
             self.info["missing_workers"] = sorted(self.missing_workers)
             self.write_info()
 
+    def sample_users(self) -> None:
+        """The running user count into the stage timeline (on a master: the sum the workers reported);
+        a burst stage's signal once its users run (``stepping.burst_due``)."""
+        now = time.time()
+        self.timeline.sample(now, self.runner.user_count)
+        span = self.timeline.current
+        if span is None or span.stage in self.bursts_fired:
+            return
+        planned = self.plan[span.stage].duration_s if self.plan and span.stage < len(self.plan) else 0.0
+        if burst_due(span, planned, now):
+            self.bursts_fired.add(span.stage)
+            from ollama_locust.scenarios.users import fire_burst
+
+            fire_burst(self.environment)
+            logger.info("stage %d: burst fired with %d users running", span.stage, self.runner.user_count)
+
+    def sample_loop(self) -> None:
+        while not self.closed:
+            self.sample_users()
+            span = self.timeline.current
+            burst_pending = span is not None and span.kind == "burst" and span.stage not in self.bursts_fired
+            gevent.sleep(0.02 if burst_pending else USER_SAMPLE_INTERVAL_S)
+
     def progress_loop(self) -> None:
         while not self.closed:
             gevent.sleep(PROGRESS_INTERVAL_S)
@@ -297,6 +322,9 @@ class RunOwner:
 
 
 def _setup_worker(environment) -> None:
+    from ollama_locust.scenarios.users import register_burst_message
+
+    register_burst_message(environment)  # the master's burst signal (--shape burst) reaches BurstyUsers here
     buffer = RecordBuffer()
     environment.llm_records = buffer
     runner = environment.runner
@@ -386,6 +414,8 @@ def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
     environment.events.test_stopping.add_listener(lambda environment, **_kw: recorder.cut_short_if_interrupted())
     environment.events.quitting.add_listener(lambda environment, **_kw: recorder.finish())
     gevent.spawn(recorder.flush_loop)
+    gevent.spawn(recorder.sample_loop)
+    environment.events.spawning_complete.add_listener(lambda user_count, **_kw: recorder.sample_users())
     if web_ui is not None:
         from ollama_locust.scenarios import webui
 
@@ -404,6 +434,14 @@ def on_init(environment, runner=None, web_ui=None, **_kw) -> None:
         _setup_master_or_local(environment, web_ui)
 
 
+class _QuietSpawnRate(logging.Filter):
+    """Locust warns about a spawn rate above 100/s at every stage; "all at once" means exactly that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "spawn rate is very high" not in record.getMessage()
+
+
 def register(events) -> None:
+    logging.getLogger("locust.runners").addFilter(_QuietSpawnRate())
     events.init_command_line_parser.add_listener(options.register)
     events.init.add_listener(on_init)

@@ -22,7 +22,8 @@ from ollama_locust.scenarios.timeline import StageTimeline
 logger = logging.getLogger(__name__)
 
 RECORD_GRACE_S = 1.5  # records are shipped every second: wait this long for the last ones
-ALL_AT_ONCE = 100.0  # spawn rate used for "all at once" (Locust warns above 100/s)
+BURST_WAIT_FRACTION = 0.5  # a burst fires when its users run, or after this share of the burst stage at most
+ALL_AT_ONCE = 1_000_000.0  # spawn rate for "all at once": Locust dispatches every user in one go
 
 
 class ShapeController:
@@ -132,3 +133,12 @@ class ShapeController:
         if now - self.empty_since < RECORD_GRACE_S:
             return 0, ALL_AT_ONCE
         return None
+
+
+def burst_due(span, planned_s: float, now: float) -> bool:
+    """Whether a burst stage's signal should go out now (``--shape burst``): once its target user count
+    runs (``span.reached_s``, from the master's samples), or, if it never gets there, after
+    ``BURST_WAIT_FRACTION`` of the stage so that the users who do run still fire together."""
+    if span is None or span.kind != "burst" or span.end_time is not None:
+        return False
+    return span.reached_s is not None or now - span.start_time >= BURST_WAIT_FRACTION * planned_s

@@ -4,6 +4,12 @@ Records are stamped from it by their start time, on the master, so a worker that
 whose messages arrive late) is still stamped right. A request that started after the last stage's end
 (the drain) is stamped stage -1; one stamped before that end was known keeps the last stage, so the
 report assigns stages from ``stages.csv`` itself. It is written to ``stages.csv`` at every change.
+
+It also keeps how many users each stage really held: the master feeds it the running user count
+(:meth:`StageTimeline.sample`, every 0.25 s and when Locust reports a spawn complete; on a master the
+count is the sum the workers reported). Between two samples the count is taken as constant, so
+``users_mean`` is the time-weighted mean over the stage; ``reached_s`` is when the count first got to
+the stage's target (from below, or from above for a stage with fewer users than the one before).
 """
 
 from __future__ import annotations
@@ -27,6 +33,21 @@ class StageSpan:
     users_mean: float | None = None  # filled from the master's user-count samples
     users_max: int | None = None
     reached_s: float | None = None
+    users_before: int = 0  # running when the stage began
+    _area: float = 0.0  # user-seconds so far
+    _last_time: float = 0.0
+    _last_count: int = 0
+
+    def _advance(self, now: float, count: int) -> None:
+        """Account the users held from the last sample to ``now``, then take ``count`` as running."""
+        now = max(now, self._last_time)
+        self._area += self._last_count * (now - self._last_time)
+        self._last_time, self._last_count = now, count
+        self.users_max = max(self.users_max or 0, count)
+        held = now - self.start_time
+        self.users_mean = self._area / held if held > 0 else float(count)
+        if self.reached_s is None and (count >= self.users if self.users_before <= self.users else count <= self.users):
+            self.reached_s = held
 
 
 class StageTimeline:
@@ -34,11 +55,16 @@ class StageTimeline:
         self.path = path
         self.spans: list[StageSpan] = []
         self._starts: list[float] = []
+        self._running = 0  # the last sampled user count
 
     def begin(self, users: int, settle_s: float, kind: str, now: float) -> StageSpan:
+        running = self._running
         if self.spans and self.spans[-1].end_time is None:
+            self.spans[-1]._advance(now, running)
             self.spans[-1].end_time = now
-        span = StageSpan(len(self.spans), users, now, None, settle_s, kind)
+        span = StageSpan(len(self.spans), users, now, None, settle_s, kind, users_before=running,
+                         _last_time=now, _last_count=running)
+        span._advance(now, running)
         self.spans.append(span)
         self._starts.append(now)
         self.write()
@@ -46,8 +72,16 @@ class StageTimeline:
 
     def finish(self, now: float) -> None:
         if self.spans and self.spans[-1].end_time is None:
+            self.spans[-1]._advance(now, self._running)
             self.spans[-1].end_time = now
             self.write()
+
+    def sample(self, now: float, count: int) -> None:
+        """The running user count at ``now`` (the master's sampler); ignored outside a stage."""
+        self._running = count
+        span = self.current
+        if span is not None and span.end_time is None:
+            span._advance(now, count)
 
     @property
     def current(self) -> StageSpan | None:

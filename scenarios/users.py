@@ -6,9 +6,10 @@
 * :class:`RecipeUser`: a kitchen app: ingredients -> a recipe as JSON (``format: "json"`` on the Ollama
   APIs, ``response_format`` on OpenAI, the instruction in the prompt everywhere); a reply that is not a
   JSON object with ``title``, ``ingredients`` and ``steps`` is ``invalid``.
-* :class:`BurstyUser`: waits, then the whole group asks at once: at every multiple of
+* :class:`BurstyUser`: waits, then the whole group asks at once: with ``--shape burst`` when a burst
+  stage's users run (the master's :func:`fire_burst` reaches every worker), else at every multiple of
   ``--burst-period`` on the wall clock (so all BurstyUsers on all workers fire together), or when
-  :func:`trigger_burst` is called (a shape's signal; :func:`fire_burst` reaches every worker).
+  :func:`trigger_burst` is called.
 
 All use the client chosen by ``--api`` (one keep-alive connection per user) and report every request
 through ``scenarios.request_report.report_request`` exactly once, also when a stop cuts it short. Weights are
@@ -92,6 +93,9 @@ def check_options(environment) -> None:
     client.close()
 
 
+_start_up_heap_frozen = False
+
+
 def freeze_start_up_heap() -> None:
     """Once per load process, before its first request: collect, then take every object alive now
     (Locust, Flask, gevent, the prompt sets: ~50,000) out of the garbage collector's scans (``gc.freeze``).
@@ -100,8 +104,14 @@ def freeze_start_up_heap() -> None:
     allocated — for instance between a request's start and its send, which then adds those milliseconds
     to the request's TTFT and E2E (seen: the first requests of a run 20-30 ms longer than the server's
     truth log). After the freeze a full collection scans only what the run itself keeps.
+
+    A flag says whether it was done, not ``gc.get_freeze_count()``: that walks the whole frozen list
+    (6 ms with ~50,000 objects here), and called by every new user it blocked the hub for 1.6 s when
+    255 users started at once, dating the first token of every stream that arrived meanwhile late.
     """
-    if gc.get_freeze_count() == 0:
+    global _start_up_heap_frozen
+    if not _start_up_heap_frozen:
+        _start_up_heap_frozen = True
         gc.collect()
         gc.freeze()
 
@@ -232,7 +242,7 @@ def register_burst_message(environment) -> None:
     Call it from an ``init`` listener."""
     runner = environment.runner
     if runner is not None and hasattr(runner, "register_message"):
-        runner.register_message(BURST_MESSAGE, lambda _msg, **_kw: trigger_burst())
+        runner.register_message(BURST_MESSAGE, lambda *_args, **_kw: trigger_burst())
 
 
 def fire_burst(environment) -> None:
@@ -260,7 +270,10 @@ class BurstyUser(LLMUser):
     def on_start(self) -> None:
         super().on_start()
         self.armed = False
-        self.period = float(options.get(self.environment, "burst_period"))
+        # with --shape burst the shape's signal fires the bursts (the master's, at each burst stage);
+        # else every multiple of --burst-period on the wall clock
+        burst_shape = options.get(self.environment, "shape") == "burst"
+        self.period = 0.0 if burst_shape else float(options.get(self.environment, "burst_period"))
         short = [p for p in self.prompts.school if p.length == "short"]
         self.questions = short or list(self.prompts.school)
 

@@ -28,7 +28,7 @@ _perf = time.perf_counter
 RECORD_FIELDS = ("api", "model", "start_time", "outcome", "http_status", "ttft_ms", "e2e_ms", "itl_ms",
                  "output_tokens", "tokens_estimated", "prompt_tokens", "tokens_per_s", "load_ms",
                  "prompt_eval_ms", "eval_ms", "server_total_ms", "queue_wait_ms", "done_reason", "error",
-                 "request_id", "token_arrivals")
+                 "request_id", "token_arrivals", "connect_ms")
 
 
 def new_record(api: str, model: str, request_id: str) -> dict:
@@ -108,8 +108,8 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
     first = gevent.Timeout(first_token_timeout) if first_token_timeout and first_token_timeout > 0 else None
     decoder: Decoder | None = None
     response = None
-    record["start_time"] = time.time()
-    t_sent = _perf()
+    wall_begun = record["start_time"] = time.time()
+    t_sent = t_begun = _perf()
     t_end = t_sent
     try:
         if total is not None:
@@ -117,6 +117,7 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
         if first is not None:
             first.start()
         response = conn.request("POST", path, body, headers)
+        t_sent = _mark_sent(record, conn, wall_begun, t_begun)
         record["http_status"] = status = response.status
         if not 200 <= status < 300:
             content_type = response.content_type
@@ -167,6 +168,7 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
         record["outcome"] = contract.OK
         return decoder.text
     except gevent.Timeout as exc:
+        t_sent = _mark_sent(record, conn, wall_begun, t_begun)
         if exc is not total and exc is not first:
             _cut_short(record, t_sent, decoder, conn, exc)
             raise
@@ -181,6 +183,7 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
         return ""
     except TransportError as exc:
         t_end = _perf()
+        t_sent = _mark_sent(record, conn, wall_begun, t_begun)
         conn.close()
         fill_metrics(record, t_sent, t_end, decoder)
         record["outcome"] = contract.HTTP_ERROR if exc.before_status else contract.STREAM_ERROR
@@ -188,6 +191,7 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
         return ""
     except StreamError as exc:
         t_end = _perf()
+        t_sent = _mark_sent(record, conn, wall_begun, t_begun)
         conn.close()
         fill_metrics(record, t_sent, t_end, decoder)
         record["outcome"] = contract.STREAM_ERROR
@@ -195,19 +199,33 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
         return ""
     except Exception as exc:  # a bug or an unexpected library error: still one record, never an escape
         t_end = _perf()
+        t_sent = _mark_sent(record, conn, wall_begun, t_begun)
         conn.close()
         fill_metrics(record, t_sent, t_end, decoder)
         record["outcome"] = contract.STREAM_ERROR if record["http_status"] else contract.HTTP_ERROR
         record["error"] = _one_line(f"{type(exc).__name__}: {exc}")
         return ""
     except BaseException as exc:
-        _cut_short(record, t_sent, decoder, conn, exc)
+        _cut_short(record, _mark_sent(record, conn, wall_begun, t_begun), decoder, conn, exc)
         raise
     finally:
         if first is not None:
             first.close()
         if total is not None:
             total.close()
+
+
+def _mark_sent(record: dict, conn: Connection, wall_begun: float, t_begun: float) -> float:
+    """The request's clock: from the moment its bytes were written (``conn.sent_at``), so a new
+    connection's connect (``connect_ms``) and the hub's other work meanwhile stay out of TTFT and E2E;
+    ``start_time`` moves with it. A request that was never written keeps its clock from the beginning."""
+    sent = conn.sent_at
+    record["connect_ms"] = None if conn.connect_ms is None else round(conn.connect_ms, 3)
+    if sent is None or sent < t_begun:
+        record["start_time"] = wall_begun
+        return t_begun
+    record["start_time"] = wall_begun + (sent - t_begun)
+    return sent
 
 
 def _drain(response) -> None:

@@ -172,6 +172,10 @@ class Connection:
         self.kernel_timestamps = kernel_timestamps
         self._stamped = False
         self._sock = None
+        #: Of the last :meth:`request`: perf_counter time its bytes were written (None: never written),
+        #: and how long opening a new connection took before that (None: a kept-alive one was reused).
+        self.sent_at: float | None = None
+        self.connect_ms: float | None = None
         try:
             self._family = _stdlib_socket.AF_INET6 if ipaddress.ip_address(self.host).version == 6 else _stdlib_socket.AF_INET
         except ValueError:
@@ -230,7 +234,11 @@ class Connection:
 
         A reused keep-alive connection that turns out to be closed by the server before any byte of
         the response is retried once on a fresh connection (the server never saw the request).
+        ``sent_at`` and ``connect_ms`` tell when the bytes went out and what the connect cost: a
+        request's clock starts at the write, not before the connect (nor before the hub served the
+        other greenlets that ran while this one waited for its connect).
         """
+        self.sent_at = self.connect_ms = None
         head = [f"{method} {self.prefix}{path} HTTP/1.1", f"Host: {self.host_header}",
                 f"Content-Length: {len(body)}"]
         if headers:
@@ -238,7 +246,12 @@ class Connection:
         raw = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
         for attempt in (0, 1):
             reused = self._sock is not None
-            sock = self._sock if reused else self._connect()
+            if reused:
+                sock = self._sock
+            else:
+                began = time.perf_counter()
+                sock = self._connect()
+                self.connect_ms = (time.perf_counter() - began) * 1000.0
             self._sock = None  # owned by the response until released
             try:
                 return self._exchange(sock, raw, method)
@@ -252,6 +265,7 @@ class Connection:
         parser = _Parser(method)
         got_bytes = False
         try:
+            self.sent_at = time.perf_counter()
             sock.sendall(raw)
             stamped = self._stamped
             offset = time.time() - time.perf_counter()
@@ -290,20 +304,29 @@ def _recv(sock, stamped: bool, offset: float) -> tuple[bytes, float]:
 
     With ``stamped`` (SO_TIMESTAMPNS on the socket) that is the kernel's receive timestamp of the
     packet (wall clock; ``offset`` = time.time() - time.perf_counter()), so a load generator that is
-    busy elsewhere does not make the server look slow.
+    busy elsewhere does not make the server look slow. Its limit: packets that queue up unread are
+    merged by the kernel (``tcp_try_coalesce``) and carry the newest one's stamp, so bytes read after
+    the hub was blocked for N ms are dated up to N ms late — even a peek at the first queued byte
+    (tried) says the same. Keeping the hub free (no long synchronous work per user) is the remedy.
     """
     if not stamped:
         data = sock.recv(RECV_SIZE)
         return data, time.perf_counter()
     data, ancillary, _flags, _addr = sock.recvmsg(RECV_SIZE, _CMSG_SPACE)
     now = time.perf_counter()
+    stamp = _stamp(ancillary, offset, now)
+    return data, now if stamp is None else stamp
+
+
+def _stamp(ancillary, offset: float, now: float) -> float | None:
+    """The kernel receive timestamp in ``ancillary`` as perf_counter time; None when there is none."""
     for level, kind, value in ancillary:
         if level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
             seconds, nanos = _TIMESPEC.unpack_from(value)
             stamp = seconds + nanos * 1e-9 - offset
             if now - 60.0 < stamp <= now:  # 0 = no stamp on that packet
-                return data, stamp
-    return data, now
+                return stamp
+    return None
 
 
 def _close(sock) -> None:
