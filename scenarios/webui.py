@@ -162,7 +162,8 @@ def register(environment, web_ui, recorder) -> LiveStats:
     recorder.sink.listeners.append(live.add)
     environment.llm_live = live
     web_ui.template_args.update(template_args())
-    web_ui.app.json.sort_keys = False  # the form's fields in our order (Flask sorts JSON keys by default)
+    # the form's fields in our order: the page's template args go through Jinja's tojson, which sorts keys
+    web_ui.app.jinja_env.policies["json.dumps_kwargs"] = {"sort_keys": False}
     auth = web_ui.auth_required_if_enabled
     update_template_args = web_ui.update_template_args
 

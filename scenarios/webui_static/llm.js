@@ -179,7 +179,7 @@
 
   function postHeight() {
     if (embed && window.parent !== window) {
-      window.parent.postMessage({ llmHeight: document.documentElement.scrollHeight }, location.origin);
+      window.parent.postMessage({ llmHeight: Math.ceil(document.body.getBoundingClientRect().bottom + window.scrollY) }, location.origin);
     }
   }
 

@@ -95,7 +95,7 @@
       var help = document.createElement("div");
       help.className = "llm-help";
       help.textContent = field.help;
-      help.style.cssText = "font-size:12px;opacity:.7;margin:2px 0 0 2px;line-height:1.3";
+      help.style.cssText = "font-size:12px;opacity:.7;margin:-28px 0 0 14px;line-height:1.3";
       root.insertAdjacentElement("afterend", help);
     });
     form.groups.forEach(function (group) {
@@ -114,7 +114,7 @@
       head.className = "llm-group";
       head.dataset.group = group.key;
       head.textContent = group.title;
-      head.style.cssText = "font-weight:600;margin:4px 0 -12px;border-bottom:1px solid rgba(128,128,128,.35);padding-bottom:2px";
+      head.style.cssText = "font-weight:600;margin:8px 0 -16px;border-bottom:1px solid rgba(128,128,128,.35);padding-bottom:2px";
       wrapper.insertAdjacentElement("beforebegin", head);
     });
   }
