@@ -58,6 +58,10 @@ def start_from_form(page, url: str, host: str) -> None:
     page.locator("input[name=host]").fill(host)
     fill_custom(page, "thinkTime", THINK_TIME)
     fill_custom(page, "sloP95", SLO_P95)
+    groups = page.locator(".llm-group").all_text_contents()  # the form's sections, from the option table
+    assert groups == ["Target and model", "Load", "Thresholds", "Run"], groups
+    assert page.locator("[data-llm-field=slo_p95] label").first.text_content() == "p95 objective (ms)"
+    page.screenshot(path=os.path.join(ARTIFACTS, "webui-form.png"), full_page=True)
     page.get_by_role("button", name=re.compile("^start$", re.I)).click()
 
 
@@ -239,6 +243,9 @@ def test_llm_tab_live_agrees_with_requests_csv(sim_process, locust_cluster, brow
         return (aggregated["num_requests"] == len(counted) and aggregated["num_failures"] == failed
                 and not any(s["method"] == "TTFT" for s in stats["stats"]) and (records, stats))
     records, stats = wait_for(locust_agrees, 20, "Locust's Aggregated to equal requests.csv's rows")
+    print(f"after Stop: Locust's Aggregated {stats['stats'][-1]['num_requests']} requests, "
+          f"{stats['stats'][-1]['num_failures']} failures; requests.csv {len(records)} rows "
+          f"({sum(r['outcome'] == contract.CUT_SHORT for r in records)} cut short)")
     # ... and the LLM tab's rows after the stop agree with requests.csv, stage by stage
     frame = llm_frame(page)
     time.sleep(2.5)
