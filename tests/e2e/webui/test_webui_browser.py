@@ -246,9 +246,13 @@ def test_llm_tab_live_agrees_with_requests_csv(sim_process, locust_cluster, brow
     print(f"after Stop: Locust's Aggregated {stats['stats'][-1]['num_requests']} requests, "
           f"{stats['stats'][-1]['num_failures']} failures; requests.csv {len(records)} rows "
           f"({sum(r['outcome'] == contract.CUT_SHORT for r in records)} cut short)")
-    # ... and the LLM tab's rows after the stop agree with requests.csv, stage by stage
+    # the header's RPS (Locust's total_rps over its statistics' time) and the LLM tab's whole-test Req/s
     frame = llm_frame(page)
     time.sleep(2.5)
+    llm_rps = number(whole(rows_of(frame))["rps"])
+    print(f"Locust total_rps {stats['total_rps']:.2f}, LLM tab whole-test Req/s {llm_rps}")
+    assert abs(stats["total_rps"] - llm_rps) <= 0.25 * llm_rps, (stats["total_rps"], llm_rps)  # not doubled
+    # ... and the LLM tab's rows after the stop agree with requests.csv, stage by stage
     for row in stage_rows(rows_of(frame)):
         assert_agrees(row, [r for r in records if r["stage"] == row["stage"] and r["settle"] != "True"])
 
@@ -296,8 +300,8 @@ def test_start_shows_the_warm_up_and_stop_never_hangs(sim_process, locust_cluste
     page.locator("input[name=spawnRate]").fill("2")
     page.get_by_role("button", name=re.compile("^start$", re.I)).click()
     banner = page.locator("#llm-phase")
-    banner.wait_for(state="visible", timeout=10_000)
-    assert "loading the model" in banner.text_content(), banner.text_content()
+    banner.wait_for(state="visible", timeout=10_000)  # "checking <host>" first, then the warm-up
+    wait_for(lambda: "loading the model" in (banner.text_content() or ""), 10, "the warm-up banner")
     page.screenshot(path=os.path.join(ARTIFACTS, "webui-warm-up.png"))
     wait_for(lambda: get_json(cluster.url + "stats/requests")["user_count"] == 2, 60, "2 users running")
     wait_for(lambda: not banner.is_visible(), 10, "the banner to go once the users run")
