@@ -130,7 +130,8 @@ class RunOwner:
         self.open_folder(self.next_path())
         self.controller = None
         self.interrupted = False
-        self.workers_seen = set(getattr(self.runner, "clients", {}) or ())
+        # connected workers do not connect again: they are this test's workers too
+        self.workers_seen = {c.id for c in self.runner.clients.all} if isinstance(self.runner, MasterRunner) else set()
         logger.info("ollama-locust: new test, run folder %s", self.path)
         print(f"{progress.PREFIX} new test: run folder {self.path}", flush=True)
         return self.path
