@@ -69,9 +69,8 @@
       return;
     }
     if (frameHeight) table.style.display = "none";
-    if (box && box.previousElementSibling === table) return;
-    if (box) box.remove();
-    table.insertAdjacentElement("afterend", box || extra());
+    if (box && document.body.contains(box)) return;  // never moved once placed: moving an iframe reloads it
+    table.insertAdjacentElement("afterend", extra());
   }
 
   // -- the start form ---------------------------------------------------------------------

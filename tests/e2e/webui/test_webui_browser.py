@@ -69,7 +69,8 @@ def llm_frame(page):
     """Our page inside Locust's LLM tab (tab.js embeds it)."""
     page.get_by_role("tab", name="LLM").click()
     wait_for(lambda: page.locator("#llm-extra iframe").count() == 1, 30, "the LLM view under the tab")
-    return wait_for(lambda: next((f for f in page.frames if "embed=1" in f.url), None), 30, "the LLM frame")
+    return wait_for(lambda: next((f for f in page.frames if "embed=1" in f.url), None), 30,
+                    f"the LLM frame (frames: {[f.url for f in page.frames]})")
 
 
 def rows_of(frame) -> list[dict]:
@@ -288,10 +289,10 @@ def test_llm_tab_live_agrees_with_requests_csv(sim_process, locust_cluster, brow
 
 
 def test_start_shows_the_warm_up_and_stop_never_hangs(sim_process, locust_cluster, browser_page):
-    """Single process, preflight on, a cold model (2 s load): Start says "loading the model" until the model is
-    warm; three Start/Stop cycles each end at "stopped" with the New button (Locust's page stops polling at
-    CLEANUP otherwise); the default user class runs."""
-    target = sim_process("--profile", "instant", decode_tps=200, num_parallel=2, load_time=2)
+    """Single process, preflight on, a cold model (2 s load), 30 % HTTP 500s: Start says "loading the model" until
+    the model is warm; the failed column opens into its breakdown by class; three Start/Stop cycles each end at
+    "stopped" with the New button (Locust's page stops polling at CLEANUP otherwise); the default user class runs."""
+    target = sim_process("--profile", "instant", decode_tps=200, num_parallel=2, load_time=2, fail_rate=0.3)
     cluster = locust_cluster(workers=0, skip_preflight=False, extra=["--host", target.url, "--think-time", "0.1"])
     page = browser_page
     page.set_viewport_size({"width": 1280, "height": 800})
@@ -305,6 +306,13 @@ def test_start_shows_the_warm_up_and_stop_never_hangs(sim_process, locust_cluste
     page.screenshot(path=os.path.join(ARTIFACTS, "webui-warm-up.png"))
     wait_for(lambda: get_json(cluster.url + "stats/requests")["user_count"] == 2, 60, "2 users running")
     wait_for(lambda: not banner.is_visible(), 10, "the banner to go once the users run")
+    # failures: one "failed" cell, red, that opens into the breakdown by user class and outcome
+    frame = llm_frame(page)
+    wait_for(lambda: (rows := stage_rows(rows_of(frame))) and int(rows[0]["failed"]) > 0, 30, "failures in the LLM tab")
+    cell = frame.locator("#table tbody tr.stage").first.locator("details")
+    cell.locator("summary").click()
+    wait_for(lambda: "StudentUser: http_error" in cell.text_content(), 10, "the failed breakdown")
+    page.screenshot(path=os.path.join(ARTIFACTS, "webui-llm-failed.png"))
     stop_times = []
     for cycle in range(3):
         if cycle:
