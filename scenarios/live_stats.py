@@ -13,8 +13,8 @@ every ``POINT_EVERY_S`` (``sample``); ``snapshot()`` gives
 
 Counting follows the report (``docs/reports.md``): a request belongs to the stage in which it started and
 requests started in a stage's settle window are left out of it; throughput counts what happened inside the
-stage's measured window: requests by their completion, output tokens spread evenly over each request's
-first-token-to-end interval. Percentiles are ``ollama_locust.stats.percentile`` (the report's), exact up
+stage's measured window: successful requests by their completion, output tokens spread evenly over each
+request's first-token-to-end interval (the rule of issue 13 for the report). Percentiles are ``ollama_locust.stats.percentile`` (the report's), exact up
 to ``SAMPLE_CAP`` values per series and group, a uniform reservoir sample above.
 
 ``reset()`` (Locust's Reset, a new test) empties everything; records that started before it are ignored.
@@ -132,7 +132,7 @@ class StageLive:
     def __init__(self, cap: int):
         self.cap = cap
         self.groups: dict[str, Group] = {TOTAL: Group(cap, split=True)}
-        self.completed = 0  # requests (not cut short) that ended inside the measured window
+        self.completed = 0  # successful requests that ended inside the measured window
         self.tokens = 0.0  # output tokens of ok requests that arrived inside the measured window
         self.user_seconds = 0.0
         self.sampled_s = 0.0
@@ -214,7 +214,7 @@ class LiveStats:
         tokens = number(record.get("output_tokens")) or 0.0
         first = start + ttft / 1000.0 if ttft is not None else end
         for index, w0, w1 in self._windows():
-            if outcome != contract.CUT_SHORT and w0 <= end < w1:
+            if outcome == contract.OK and w0 <= end < w1:
                 self._stage(index).completed += 1
             if outcome == contract.OK and tokens:
                 if end > first:
@@ -307,7 +307,7 @@ class LiveStats:
             window = max(0.0, end - self.first_start)
         row = {"stage": "all", "users": None, "window_s": window, **self.total.row(),
                "tpstotal": self.total_tokens / window if window else None,
-               "rps": (self.total.requests - self.total.outcomes[contract.CUT_SHORT]) / window if window else None,
+               "rps": self.total.outcomes[contract.OK] / window if window else None,
                "queuep50": (self.total.split() or {}).get("queue_wait_ms"), "split": self.total.split()}
         return display(row)
 

@@ -57,7 +57,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("e2ep95", "E2E p95 ms", "end-to-end latency, 95th percentile over successful requests"),
     ("tpsrequest", "Tok/s per req", "decode rate of one request, median over successful requests"),
     ("tpstotal", "Tok/s total", "output tokens that arrived inside the stage's window / its length"),
-    ("rps", "Req/s", "requests that ended inside the stage's window / its length"),
+    ("rps", "Req/s", "successful requests that ended inside the stage's window / its length"),
     ("queuep50", "Queue p50 ms", "median wait for a free NUM_PARALLEL slot (server durations; n/a without them)"),
     ("held", "Users held", "time-weighted mean of the users running during the stage"),
     ("cutshort", "Cut short", "requests cut short by a stop (neither success nor failure)"),

@@ -70,7 +70,7 @@ def test_one_row_per_stage_kept_after_the_next_stage_begins_and_matching_numpy()
     assert classes["RecipeUser"]["requests"] == len(recipe)
     assert classes["RecipeUser"]["ttftp95"] == pct([r["ttft_ms"] for r in recipe if r["outcome"] == contract.OK], 95)
     # throughput inside the stage's window: requests by completion, tokens by arrival
-    assert first["window_s"] == 10.0 and first["rps"] == round(len(records) / 10.0, 1)
+    assert first["window_s"] == 10.0 and first["rps"] == round(len(ok) / 10.0, 1)  # successful completions
     assert first["tpstotal"] == round(len(ok) * 20 / 10.0, 1)
     assert snap["total"]["requests"] == len(records) + len(later)
     rows = table_rows(snap)
