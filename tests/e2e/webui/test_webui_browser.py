@@ -295,7 +295,8 @@ def test_llm_tab_live_agrees_with_requests_csv(sim_process, locust_cluster, brow
 
 
 def test_start_shows_the_warm_up_and_stop_never_hangs(sim_process, locust_cluster, browser_page):
-    """Single process, preflight on, a cold model (2 s load), 30 % HTTP 500s: Start says "loading the model" until
+    """Single process, preflight on, a cold model (2 s load), 30 % HTTP 500s: an unknown model in the form comes
+    back as the form's error; Start says "loading the model" until
     the model is warm; the failed column opens into its breakdown by class; three Start/Stop cycles each end at
     "stopped" with the New button (Locust's page stops polling at CLEANUP otherwise); the default user class runs."""
     target = sim_process("--profile", "instant", decode_tps=200, num_parallel=2, load_time=2, fail_rate=0.3)
@@ -305,6 +306,13 @@ def test_start_shows_the_warm_up_and_stop_never_hangs(sim_process, locust_cluste
     page.goto(cluster.url)
     page.locator("input[name=userCount]").fill("2")
     page.locator("input[name=spawnRate]").fill("2")
+    # a model the target does not have: the preflight's one line comes back as the form's error, nothing starts
+    fill_custom(page, "model", "no-such-model")
+    page.get_by_role("button", name=re.compile("^start$", re.I)).click()
+    page.get_by_text(re.compile("ollama-locust: .*no-such-model")).wait_for(timeout=20_000)
+    assert get_json(cluster.url + "stats/requests")["state"] == "ready"
+    page.screenshot(path=os.path.join(ARTIFACTS, "webui-preflight-error.png"))
+    fill_custom(page, "model", "llama3.2")
     page.get_by_role("button", name=re.compile("^start$", re.I)).click()
     banner = page.locator("#llm-phase")
     banner.wait_for(state="visible", timeout=10_000)  # "checking <host>" first, then the warm-up
