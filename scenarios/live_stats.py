@@ -86,6 +86,9 @@ class Group:
 
     def __init__(self, cap: int = SAMPLE_CAP, split: bool = False):
         self.outcomes: Counter = Counter()
+        self.version = 0
+        self._row: tuple[int, dict] | None = None  # (version, row): an unchanged group is not sorted again
+        self._split: tuple[int, dict | None] | None = None
         self.samples = {name: Reservoir(cap, seed) for seed, name in enumerate(self.SERIES, 1)}
         if split:
             self.samples.update({key: Reservoir(cap, 10 + i) for i, (key, _) in enumerate(TIME_PARTS)})
@@ -93,6 +96,7 @@ class Group:
     def add(self, record: dict) -> None:
         outcome = record.get("outcome") or ""
         self.outcomes[outcome] += 1
+        self.version += 1
         if outcome != contract.OK:
             return
         for name, reservoir in self.samples.items():
@@ -112,6 +116,11 @@ class Group:
         return {o: self.outcomes[o] for o in contract.FAILURE_OUTCOMES if self.outcomes[o]}
 
     def row(self) -> dict:
+        if self._row is None or self._row[0] != self.version:
+            self._row = (self.version, self._compute_row())
+        return dict(self._row[1])
+
+    def _compute_row(self) -> dict:
         ok, cut = self.outcomes[contract.OK], self.outcomes[contract.CUT_SHORT]
         judged = self.requests - cut
         ttft, e2e, tps = (self.samples[n].sorted() for n in self.SERIES)
@@ -123,7 +132,9 @@ class Group:
     def split(self) -> dict | None:
         if "queue_wait_ms" not in self.samples or not self.samples["eval_ms"].values:
             return None  # no server durations (OpenAI API, a gateway) or no successful request yet
-        return {key: percentile(self.samples[key].sorted(), 50) or 0.0 for key, _ in TIME_PARTS}
+        if self._split is None or self._split[0] != self.version:
+            self._split = (self.version, {key: percentile(self.samples[key].sorted(), 50) or 0.0 for key, _ in TIME_PARTS})
+        return dict(self._split[1])
 
 
 class StageLive:
@@ -180,7 +191,6 @@ class LiveStats:
         if start is None or start < self.reset_at:
             return
         self.version += 1
-        self._cache = None
         outcome = record.get("outcome")
         end = start + (number(record.get("e2e_ms")) or 0.0) / 1000.0
         self.first_start = start if self.first_start is None else min(self.first_start, start)
@@ -256,7 +266,6 @@ class LiveStats:
                  "tpsrequest": _round(percentile(tps, 50)),
                  "tpstotal": _round(sum(r[3] for r in self.recent) / window) if self.recent and window > 0 else None}
         self.series.append(point)
-        self._cache = None
         return point
 
     # -- reading -----------------------------------------------------------------------------
