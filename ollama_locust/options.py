@@ -27,6 +27,12 @@ class Option:
     choices: tuple[str, ...] | None = None
     web_ui: bool = True
     is_flag: bool = False  # a store_true switch
+    label: str = ""  # the web UI form's label (short; the help is shown under the field)
+    group: str = "run"  # the form's section: one of GROUPS
+
+    @property
+    def title(self) -> str:
+        return self.label or self.dest.replace("_", " ").capitalize()
 
     @property
     def dest(self) -> str:
@@ -49,43 +55,52 @@ class Option:
 
 
 SHAPES = ("none", "step", "burst", "ramp")
+# The web UI form's sections, in order: (group, heading).
+GROUPS: tuple[tuple[str, str], ...] = (
+    ("target", "Target and model"),
+    ("load", "Load"),
+    ("thresholds", "Thresholds"),
+    ("run", "Run"),
+)
+# The user class that runs when none is named (web UI, `locust --headless`, `ollama-locust step`).
+DEFAULT_USER_CLASS = "StudentUser"
 
 LOAD_OPTIONS: tuple[Option, ...] = (
-    Option("--model", "llama3.2", "model to ask (must be present on the target)"),
-    Option("--api", "ollama-chat", "which API the users call", choices=contract.APIS),
-    Option("--num-predict", 0, "max output tokens per request (options.num_predict / max_tokens); 0 = the server's default", int),
-    Option("--prompts", "", "prompt set file (JSON/JSONL) replacing the built-in sets"),
-    Option("--think-time", "1,5", "seconds a user reads/thinks between requests: 'S' or 'MIN,MAX'"),
-    Option("--request-timeout", 300.0, "seconds a whole request may take before it counts as a timeout", float),
-    Option("--first-token-timeout", 120.0, "seconds to the first token before a request counts as a timeout", float),
-    Option("--api-key-env", "OLLAMA_LOCUST_API_KEY", "name of the environment variable holding a bearer key for the openai/gateway API (the key itself is never an option)"),
-    Option("--gateway-path", "/api/chat", "path of the app gateway endpoint (--api gateway)"),
-    Option("--gateway-payload", "", "JSON template file for the gateway request; placeholders {{prompt}} and {{model}}"),
-    Option("--gateway-field", "", "dotted path of the reply text in the gateway's JSON answer (non-streaming gateways), e.g. 'recipe.text'"),
-    Option("--gateway-stream", "auto", "gateway reply format", choices=("auto", "ndjson", "sse", "json")),
-    Option("--burst-period", 30.0, "BurstyUser: seconds between the class's bursts", float),
+    Option("--model", "llama3.2", "model to ask (must be present on the target)", label="Model", group="target"),
+    Option("--api", "ollama-chat", "which API the users call", choices=contract.APIS, label="API", group="target"),
+    Option("--num-predict", 0, "max output tokens per request (options.num_predict / max_tokens); 0 = the server's default", int, label="Max output tokens", group="load"),
+    Option("--prompts", "", "prompt set file (JSON/JSONL) replacing the built-in sets", label="Prompt set file", group="load"),
+    Option("--think-time", "1,5", "seconds a user reads/thinks between requests: 'S' or 'MIN,MAX'", label="Think time (s)", group="load"),
+    Option("--request-timeout", 300.0, "seconds a whole request may take before it counts as a timeout", float, label="Request timeout (s)", group="load"),
+    Option("--first-token-timeout", 120.0, "seconds to the first token before a request counts as a timeout", float, label="First-token timeout (s)", group="load"),
+    Option("--api-key-env", "OLLAMA_LOCUST_API_KEY", "name of the environment variable holding a bearer key for the openai/gateway API (the key itself is never an option)", label="API key variable", group="target"),
+    Option("--gateway-path", "/api/chat", "path of the app gateway endpoint (--api gateway)", label="Gateway path", group="target"),
+    Option("--gateway-payload", "", "JSON template file for the gateway request; placeholders {{prompt}} and {{model}}", label="Gateway payload file", group="target"),
+    Option("--gateway-field", "", "dotted path of the reply text in the gateway's JSON answer (non-streaming gateways), e.g. 'recipe.text'", label="Gateway reply field", group="target"),
+    Option("--gateway-stream", "auto", "gateway reply format", choices=("auto", "ndjson", "sse", "json"), label="Gateway reply format", group="target"),
+    Option("--burst-period", 30.0, "BurstyUser: seconds between the class's bursts", float, label="Burst period (s)", group="load"),
 )
 
 RUN_OPTIONS: tuple[Option, ...] = (
     Option("--run-dir", "", "run folder to write (requests.csv, stages.csv, run.json); empty = runs/<UTC time>-<label>/ when --shape is set",
-           web_ui=False),  # the folder exists before the web UI's form is filled in
-    Option("--label", "", "a name for this run, used in the run folder name and by 'compare'"),
-    Option("--shape", "none", "load shape: step (hold each user count), burst (base + spikes), ramp", choices=SHAPES),
-    Option("--steps", "1,3,5,10", "user counts of the step shape, comma separated"),
-    Option("--step-time", "60s", "how long each step is held (e.g. 30s, 2m)"),
-    Option("--settle", "0s", "settle window at the start of each step: its requests are left out of the step's numbers"),
-    Option("--step-spawn-rate", 0.0, "users started per second at a step change; 0 = all at once", float),
-    Option("--slo-p95", 0.0, "end-to-end p95 latency objective in ms (0 = none): a step above it fails", float),
+           web_ui=False, label="Run folder", group="run"),  # the folder exists before the web UI's form is filled in
+    Option("--label", "", "a name for this run, used in the run folder name and by 'compare'", label="Run label", group="run"),
+    Option("--shape", "none", "load shape: step (hold each user count), burst (base + spikes), ramp", choices=SHAPES, label="Load shape", group="load"),
+    Option("--steps", "1,3,5,10", "user counts of the step shape, comma separated", label="Step user counts", group="load"),
+    Option("--step-time", "60s", "how long each step is held (e.g. 30s, 2m)", label="Step time", group="load"),
+    Option("--settle", "0s", "settle window at the start of each step: its requests are left out of the step's numbers", label="Settle window", group="load"),
+    Option("--step-spawn-rate", 0.0, "users started per second at a step change; 0 = all at once", float, label="Step spawn rate (users/s)", group="load"),
+    Option("--slo-p95", 0.0, "end-to-end p95 latency objective in ms (0 = none): a step above it fails", float, label="E2E p95 objective (ms)", group="thresholds"),
     Option("--slo-ttft-p95", 0.0, "time-to-first-token p95 objective in ms (0 = none): a step above it fails; with "
            "neither objective given, the report judges by its default (TTFT p95 <= 2 s for streamed replies, "
-           "E2E p95 <= 10 s otherwise)", float),
-    Option("--min-success", 0.95, "success rate below which a step fails", float),
-    Option("--stop-on-failure", False, "stop stepping after the first step that fails the thresholds", is_flag=True),
-    Option("--drain-timeout", 10.0, "seconds in-flight requests may finish after the last stage", float),
-    Option("--skip-preflight", False, "do not check the target and model before starting", is_flag=True, web_ui=False),
-    Option("--skip-warmup", False, "do not send the warm-up request", is_flag=True, web_ui=False),
+           "E2E p95 <= 10 s otherwise)", float, label="TTFT p95 objective (ms)", group="thresholds"),
+    Option("--min-success", 0.95, "success rate below which a step fails", float, label="Minimum success rate", group="thresholds"),
+    Option("--stop-on-failure", False, "stop stepping after the first step that fails the thresholds", is_flag=True, label="Stop after a failed step", group="thresholds"),
+    Option("--drain-timeout", 10.0, "seconds in-flight requests may finish after the last stage", float, label="Drain timeout (s)", group="load"),
+    Option("--skip-preflight", False, "do not check the target and model before starting", is_flag=True, web_ui=False, label="Skip the target check", group="run"),
+    Option("--skip-warmup", False, "do not send the warm-up request", is_flag=True, web_ui=False, label="Skip the warm-up", group="run"),
     Option("--run-context", "", "JSON object merged into run.json (set by 'ollama-locust step': its command line "
-           "and the simulator's settings)", web_ui=False),
+           "and the simulator's settings)", web_ui=False, label="Run context (JSON)", group="run"),
 )
 
 ALL_OPTIONS: tuple[Option, ...] = LOAD_OPTIONS + RUN_OPTIONS
@@ -190,6 +205,12 @@ def get(environment, dest: str) -> Any:
     if parsed is not None and hasattr(parsed, dest):
         return getattr(parsed, dest)
     return _BY_DEST[dest].default
+
+
+def web_form() -> list[Option]:
+    """The options the web UI's form shows, in its sections' order (GROUPS), the table's order within one."""
+    order = {group: index for index, (group, _) in enumerate(GROUPS)}
+    return sorted((option for option in ALL_OPTIONS if option.web_ui), key=lambda option: order[option.group])
 
 
 TABLE_START, TABLE_END = "<!-- options table: python -m ollama_locust.options docs/options.md -->", "<!-- end of options table -->"

@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"steps default to {SIM_DEFAULTS['steps']} users x {SIM_DEFAULTS['step_time']}, "
                         f"think time {SIM_DEFAULTS['think_time']} s")
     parser.add_argument("--sim-args", default="", help="extra simulator flags, e.g. \"--num-parallel 4 --max-queue 8\"")
-    parser.add_argument("--user-class", default="StudentUser", help="user classes, comma separated (StudentUser, RecipeUser, BurstyUser)")
+    parser.add_argument("--user-class", default=options.DEFAULT_USER_CLASS,
+                        help="user classes, comma separated (StudentUser, RecipeUser, BurstyUser; default %(default)s, as in locust and the web UI)")
     parser.add_argument("--workers", type=int, default=0, help="local worker processes (0 = one process)")
     parser.add_argument("--master", action="store_true", help="run as master for workers on other machines")
     parser.add_argument("--expect-workers", type=int, default=1, help="with --master: remote workers to wait for")

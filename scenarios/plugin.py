@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from urllib.parse import urlsplit, urlunsplit
@@ -67,11 +68,9 @@ class RunOwner:
         self.environment = environment
         self.runner = environment.runner
         self.plan = plan_for(environment)
-        self.path = run_folder.prepare(options.get(environment, "run_dir")
-                                       or run_folder.default_path(options.get(environment, "label")))
-        self.timeline = StageTimeline(f"{self.path}/{contract.STAGES_FILE}")
-        self.sink = RecordSink(f"{self.path}/{contract.REQUESTS_FILE}", self.timeline)
-        self.health = HealthLog(f"{self.path}/{contract.GENERATOR_FILE}")
+        self.tests = 1  # tests run from this process (the web UI's "New" starts the next; see new_run)
+        self.phase: str | None = None  # what the master is doing before users start ("loading the model ...")
+        self.checked = False  # the target was checked (and warmed) for the test about to start
         self.clocks = clock_sync.ClockOffsets()
         self.sampler: HealthSampler | None = None  # the single process's own (workers sample themselves)
         self.controller: ShapeController | None = None
@@ -80,6 +79,20 @@ class RunOwner:
         self.workers_seen: set[str] = set()
         self.missing_workers: set[str] = set()
         self.bursts_fired: set[int] = set()  # burst stages whose signal went out
+        self.open_folder(options.get(environment, "run_dir") or run_folder.default_path(options.get(environment, "label")))
+
+    def open_folder(self, path: str) -> None:
+        """Start writing a run folder: stages.csv, requests.csv (the sink keeps its listeners), run.json."""
+        self.path = run_folder.prepare(path)
+        self.timeline = StageTimeline(f"{self.path}/{contract.STAGES_FILE}")
+        listeners = self.sink.listeners if getattr(self, "sink", None) is not None else []
+        self.sink = RecordSink(f"{self.path}/{contract.REQUESTS_FILE}", self.timeline)
+        self.sink.listeners.extend(listeners)
+        if getattr(self, "health", None) is not None:
+            self.health.close()
+        self.health = HealthLog(f"{self.path}/{contract.GENERATOR_FILE}")
+        if not isinstance(self.runner, MasterRunner) and getattr(self.environment, "llm_records", None) is not None:
+            self.environment.llm_records = self.sink
         self.info = {
             **self.described(),
             "workers": 0,
@@ -94,11 +107,44 @@ class RunOwner:
             "command": list(sys.argv),
             "warmup": None,
             "simulator": None,
-            "clock_offsets": {},
+            "clock_offsets": self.clocks.summary(),
             "run_dir": self.path,
             **self.context(),
         }
         self.write_info()
+
+    def next_path(self) -> str:
+        """The run folder of the next test started from the web UI: ``--run-dir`` + ``-2``, ``-3`` ... or a new
+        ``runs/<UTC time>-<label>``; never an existing folder."""
+        self.tests += 1
+        given = options.get(self.environment, "run_dir")
+        base = f"{given.rstrip('/')}-{self.tests}" if given else run_folder.default_path(options.get(self.environment, "label"))
+        path, n = base, 2
+        while os.path.exists(path):
+            path, n = f"{base}-{n}", n + 1
+        return path
+
+    def end_test(self, now: float | None = None) -> None:
+        """A test ended (the web UI's Stop or the plan's end): the last stage gets its end time, run.json its end."""
+        now = time.time() if now is None else now
+        self.timeline.finish(now)
+        self.sink.flush()
+        self.info.update(ended_at=self.info.get("ended_at") or now, requests=self.sink.total)
+        self.write_info()
+
+    def new_run(self) -> str:
+        """The web UI's "New" after a stop: close this run folder (its report covers that test alone) and open
+        the next; stage numbers start at 0 again. Returns the new folder."""
+        self.end_test()
+        self.sink.close()
+        self.open_folder(self.next_path())
+        self.controller = None
+        self.interrupted = False
+        # connected workers do not connect again: they are this test's workers too
+        self.workers_seen = {c.id for c in self.runner.clients.all} if isinstance(self.runner, MasterRunner) else set()
+        logger.info("ollama-locust: new test, run folder %s", self.path)
+        print(f"{progress.PREFIX} new test: run folder {self.path}", flush=True)
+        return self.path
 
     def context(self) -> dict:
         """What the launcher (``ollama-locust step``) knows and the master cannot: ``--run-context``."""
@@ -153,17 +199,24 @@ class RunOwner:
     def write_info(self) -> None:
         run_folder.write_json(f"{self.path}/{contract.RUN_FILE}", self.info)
 
-    def check_target(self) -> None:
+    def check_target(self, host: str | None = None, model: str | None = None, api: str | None = None) -> None:
+        """Preflight and warm-up. The web UI passes the form's host, model and API (not applied yet)."""
         environment = self.environment
-        if not environment.host:
+        host = host or environment.host
+        if not host:
             raise preflight.PreflightError(preflight.NO_HOST)
         key = preflight.api_key(options.get(environment, "api_key_env"))
-        model, api = options.get(environment, "model"), options.get(environment, "api")
-        target = preflight.check_target(environment.host, model, api, key=key)
-        self.info["server_version"] = target.server_version
-        if not options.get(environment, "skip_warmup"):
-            self.info["warmup"] = preflight.warm_up(environment.host, model, api, key=key,
-                                                    timeout=options.get(environment, "request_timeout"))
+        model, api = model or options.get(environment, "model"), api or options.get(environment, "api")
+        try:
+            self.phase = f"checking {redact_url(host)}"
+            target = preflight.check_target(host, model, api, key=key)
+            self.info["server_version"] = target.server_version
+            if not options.get(environment, "skip_warmup"):
+                self.phase = f"loading the model {model} (warm-up request)"
+                self.info["warmup"] = preflight.warm_up(host, model, api, key=key,
+                                                        timeout=options.get(environment, "request_timeout"))
+        finally:
+            self.phase = None
         self.write_info()
 
     def start_shape(self) -> None:
@@ -311,7 +364,8 @@ class RunOwner:
             self.health.add_many(self.sampler.drain())
         self.sink.close()
         self.health.close()
-        self.info.update(ended_at=time.time(), interrupted=self.interrupted, requests=self.sink.total)
+        self.info.update(ended_at=self.info.get("ended_at") or time.time(), interrupted=self.interrupted,
+                         requests=self.sink.total)
         if controller is not None and controller.failed_stage is not None and controller.stop_on_failure \
                 and controller.failed_stage < len(self.plan or ()) - 1:  # stepping stopped: later stages did not run
             self.info["stopped_on_failure"] = {"stage": controller.failed_stage, "reason": controller.failure_reason}
@@ -361,7 +415,19 @@ def _setup_worker(environment) -> None:
     gevent.spawn(sampler.run)
 
 
+def default_user_classes(environment) -> None:
+    """No user class named (command line, ``locust.conf``) and no class picker: only the default runs
+    (``options.DEFAULT_USER_CLASS``), in the web UI, ``locust --headless`` and ``ollama-locust step`` alike."""
+    parsed = environment.parsed_options
+    if parsed is None or getattr(parsed, "user_classes", None) or getattr(parsed, "class_picker", False):
+        return
+    chosen = [cls for cls in environment.user_classes if cls.__name__ == options.DEFAULT_USER_CLASS]
+    if chosen and len(chosen) < len(environment.user_classes):
+        environment.user_classes = chosen
+
+
 def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
+    default_user_classes(environment)
     try:
         recorder = RunOwner(environment)
     except (plans.PlanError, run_folder.RunFolderError) as error:
@@ -404,6 +470,9 @@ def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
     recorder.configure()
 
     def on_test_start(environment, **_kw) -> None:
+        if recorder.checked:  # the web UI checked and warmed the target before the start (webui.register)
+            recorder.checked = False
+            return
         if not headless and not options.get(environment, "skip_preflight"):
             try:
                 recorder.check_target()
@@ -412,6 +481,8 @@ def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
 
     environment.events.test_start.add_listener(on_test_start)
     environment.events.test_stopping.add_listener(lambda environment, **_kw: recorder.cut_short_if_interrupted())
+    if not headless:  # the web UI's Stop ends the last stage then (headless: the plan's end or finish())
+        environment.events.test_stopping.add_listener(lambda environment, **_kw: recorder.end_test())
     environment.events.quitting.add_listener(lambda environment, **_kw: recorder.finish())
     gevent.spawn(recorder.flush_loop)
     gevent.spawn(recorder.sample_loop)

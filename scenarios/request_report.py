@@ -2,8 +2,10 @@
 
 A user calls :func:`report_request` once per LLM request, whatever happened. It
 
-* fires Locust's ``request`` event with the true end-to-end time (a failure carries its outcome class
-  in the message), plus a separate ``TTFT`` entry, so the web UI and Locust's CSV/HTML show them;
+* fires Locust's ``request`` event once, with the true end-to-end time (a failure carries its outcome
+  class in the message), so Locust's statistics, header RPS, charts, CSVs and HTML count each request
+  once. TTFT is not a Locust request (it would double Aggregated and mix into the response-time chart):
+  it lives in the record (``requests.csv``) and the web UI's LLM tab;
 * completes the record (user class, worker, request id, the seed's columns) and hands it to the run's
   record sink (``scenarios.record_sink``), which ships it to the master or writes ``requests.csv``.
 
@@ -20,8 +22,6 @@ import socket
 import uuid
 
 from ollama_locust import contract
-
-TTFT_REQUEST_TYPE = "TTFT"
 
 _sequence = itertools.count(1)
 _bits_pid: int | None = None
@@ -97,18 +97,6 @@ def fire_locust_events(environment, record: dict, name: str, request_type: str =
         start_time=record.get("start_time"),
         url=name,
     )
-    if record.get("ttft_ms") is not None:
-        events.fire(
-            request_type=TTFT_REQUEST_TYPE,
-            name=name,
-            response_time=record["ttft_ms"],
-            response_length=0,
-            response=None,
-            context={"outcome": outcome},
-            exception=None,
-            start_time=record.get("start_time"),
-            url=name,
-        )
 
 
 def report_request(user, record: dict, name: str) -> dict:

@@ -3,273 +3,124 @@
 Through Locust's own extension points, no fork of the UI:
 
 * an **LLM** tab (``template_args["extended_tabs"/"extended_tables"]``; its rows ride along in the
-  ``extended_stats`` of ``/stats/requests``, which the UI polls every 2 s): per user class and in total,
-  for the current stage and the whole run — requests, outcomes by class, TTFT p50/p95, E2E p50/p95,
-  tokens/s per request (median) and in total;
-* ``/llm/`` — a small page of our own with live charts of TTFT and tokens/s over time (the extended tab
-  can only show a table); ``webui_static/tab.js``, added to Locust's page, embeds it under the LLM tab;
-* downloads (``extended_csv_files``, in the "Download Data" tab): ``/llm/requests.csv`` (the run
-  folder's file, flushed first) and ``/llm/report.md`` (the same post-processor as headless runs, on
-  a snapshot of the run folder so far);
-* a run started from the form runs with the form's values: the shape controller and ``run.json`` are
-  rebuilt from the options the form set (user count, spawn rate, run time, ``--shape``, ``--model`` ...).
+  ``extended_stats`` of ``/stats/requests``): one row per stage (the report's step table, live) and the
+  whole test. ``webui_static/tab.js``, added to Locust's page, puts our own page ``/llm/?embed=1`` in its
+  place: the same table with per-class rows behind a toggle and failures that expand by class, the time
+  split per stage, and live charts (TTFT, tokens/s, users and requests in flight, on a time axis with
+  the stage boundaries). Locust's table stays as the fallback if its markup ever changes;
+* downloads (``extended_csv_files``, in "Download Data"): ``/llm/requests.csv`` (the run folder's file,
+  flushed first), ``/llm/report.md`` and ``/llm/report.html`` (the headless runs' post-processor on a
+  snapshot of the run folder; the HTML has the plots embedded);
+* the start form: the project's fields in sections (target and model, load, thresholds, run) with the
+  option table's labels; Start checks the target and warms the model up *before* the test starts, with
+  "loading the model ..." on the page meanwhile and a preflight error shown in the form;
+* a run started from the form runs with the form's values (``RunOwner.replan``); "New" after a Stop
+  starts a new run folder (``RunOwner.new_run``) and empties the tab; Locust's Reset empties it too;
+* Locust's page polls ``/stats/requests`` only while a test is spawning or running: while the runner is
+  stopping (``cleanup``/``stopping``) that answer waits for the stop to finish, so the page never stays
+  at CLEANUP after a Stop.
 
 All routes respect ``--web-login``. Records come from the master's record sink, so in a distributed run
-the view aggregates every worker. Computation is bounded: each group keeps at most ``SAMPLE_CAP``
-values per series (exact below it, a uniform reservoir above), percentiles are computed at most once
-per ``SNAPSHOT_EVERY_S``, the chart keeps ``SERIES_POINTS`` points over a rolling ``WINDOW_S`` window.
-
-This module imports neither gevent nor flask at import time: :class:`LiveStats` is plain Python.
+the view aggregates every worker. The numbers are :class:`~ollama_locust.scenarios.live_stats.LiveStats`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import random
+import re
 import shutil
 import tempfile
 import time
-from array import array
-from collections import Counter, deque
 
-from ollama_locust import contract
-from ollama_locust.stats import percentile
+from ollama_locust import contract, options
+from ollama_locust.scenarios.live_stats import NA, POINT_EVERY_S, LiveStats  # noqa: F401  (NA: the tests' marker)
 
 logger = logging.getLogger(__name__)
 
 TAB_KEY = "llm"
-SAMPLE_CAP = 20_000  # values kept per series and group (exact percentiles below it)
-SNAPSHOT_EVERY_S = 1.0
-WINDOW_S = 10.0  # rolling window of the chart points
-POINT_EVERY_S = 2.0
-SERIES_POINTS = 1800  # one hour of points at 2 s
-TOTAL = "Total"
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "webui_static")
+STOPPING_STATES = ("cleanup", "stopping")
+STOP_WAIT_S = 30.0  # longest a /stats/requests answer waits for a stop to finish
 
-# The LLM tab's columns: (key, title). Keys have no underscores: Locust's UI camel-cases them.
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("scope", "Scope"),
-    ("userclass", "User class"),
-    ("requests", "Requests"),
-    ("ok", "OK"),
-    *((outcome.replace("_", ""), outcome) for outcome in contract.FAILURE_OUTCOMES),
-    ("cutshort", "cut_short"),
-    ("ttftp50", "TTFT p50 (ms)"),
-    ("ttftp95", "TTFT p95 (ms)"),
-    ("e2ep50", "E2E p50 (ms)"),
-    ("e2ep95", "E2E p95 (ms)"),
-    ("tpsrequest", "Tokens/s per request (p50)"),
-    ("tpstotal", "Tokens/s total"),
+# The LLM table's columns, key columns first: (key, title, what it is). Keys have no underscores
+# (Locust's UI camel-cases them). The same list heads Locust's fallback table and our page's table.
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("stage", "Stage", "stage number; 'all' = the whole test since the last reset"),
+    ("users", "Users", "the stage's user count"),
+    ("requests", "Requests", "requests started in the stage (after its settle window)"),
+    ("success", "OK %", "successful / (requests - cut short)"),
+    ("failed", "Failed", "failed requests (every class but ok and cut short); click for the breakdown by class"),
+    ("ttftp50", "TTFT p50 ms", "time to first token, median over successful requests"),
+    ("ttftp95", "TTFT p95 ms", "time to first token, 95th percentile over successful requests"),
+    ("e2ep95", "E2E p95 ms", "end-to-end latency, 95th percentile over successful requests"),
+    ("tpsrequest", "Tok/s per req", "decode rate of one request, median over successful requests"),
+    ("tpstotal", "Tok/s total", "output tokens that arrived inside the stage's window / its length"),
+    ("rps", "Req/s", "successful requests that ended inside the stage's window / its length"),
+    ("queuep50", "Queue p50 ms", "median wait for a free NUM_PARALLEL slot (server durations; n/a without them)"),
+    ("held", "Users held", "time-weighted mean of the users running during the stage"),
+    ("cutshort", "Cut short", "requests cut short by a stop (neither success nor failure)"),
 )
-NA = "n/a"
+MARK = "TTFT p50 ms"  # the title tab.js finds Locust's table by
 
-
-def _number(value) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-class Reservoir:
-    """At most ``cap`` floats: all of them up to the cap, a uniform sample (Algorithm R) above it."""
-
-    __slots__ = ("cap", "seen", "values", "_random")
-
-    def __init__(self, cap: int = SAMPLE_CAP, seed: int = 0):
-        self.cap, self.seen, self.values, self._random = cap, 0, array("d"), random.Random(seed)
-
-    def add(self, value: float) -> None:
-        self.seen += 1
-        if len(self.values) < self.cap:
-            self.values.append(value)
-        else:
-            slot = self._random.randrange(self.seen)
-            if slot < self.cap:
-                self.values[slot] = value
-
-    def sorted(self) -> list[float]:
-        return sorted(self.values)
-
-
-class Group:
-    """One user class (or the total) in one scope: outcome counts and bounded samples of ok requests."""
-
-    def __init__(self, cap: int = SAMPLE_CAP):
-        self.outcomes: Counter = Counter()
-        self.ttft = Reservoir(cap, 1)
-        self.e2e = Reservoir(cap, 2)
-        self.tps = Reservoir(cap, 3)
-        self.ok_tokens = 0
-
-    def add(self, record: dict) -> None:
-        outcome = record.get("outcome") or ""
-        self.outcomes[outcome] += 1
-        if outcome != contract.OK:
-            return
-        for series, column in ((self.ttft, "ttft_ms"), (self.e2e, "e2e_ms"), (self.tps, "tokens_per_s")):
-            value = _number(record.get(column))
-            if value is not None:
-                series.add(value)
-        self.ok_tokens += int(_number(record.get("output_tokens")) or 0)
-
-    def row(self, window_s: float | None) -> dict:
-        ttft, e2e, tps = self.ttft.sorted(), self.e2e.sorted(), self.tps.sorted()
-        row = {"requests": sum(self.outcomes.values()), "ok": self.outcomes[contract.OK],
-               "cutshort": self.outcomes[contract.CUT_SHORT]}
-        for outcome in contract.FAILURE_OUTCOMES:
-            row[outcome.replace("_", "")] = self.outcomes[outcome]
-        row.update(ttftp50=percentile(ttft, 50), ttftp95=percentile(ttft, 95),
-                   e2ep50=percentile(e2e, 50), e2ep95=percentile(e2e, 95), tpsrequest=percentile(tps, 50),
-                   tpstotal=self.ok_tokens / window_s if window_s and window_s > 0 else None)
-        return row
-
-
-class Scope:
-    """The groups of one scope (a stage, or the whole run): one per user class plus the total."""
-
-    def __init__(self, cap: int = SAMPLE_CAP):
-        self.cap = cap
-        self.groups: dict[str, Group] = {TOTAL: Group(cap)}
-        self.first_start: float | None = None
-        self.last_end: float | None = None
-
-    def add(self, record: dict) -> None:
-        user_class = record.get("user_class") or "?"
-        group = self.groups.get(user_class)
-        if group is None:
-            group = self.groups[user_class] = Group(self.cap)
-        group.add(record)
-        self.groups[TOTAL].add(record)
-        start = _number(record.get("start_time"))
-        if start is not None:
-            self.first_start = start if self.first_start is None else min(self.first_start, start)
-            end = start + (_number(record.get("e2e_ms")) or 0.0) / 1000.0
-            self.last_end = end if self.last_end is None else max(self.last_end, end)
-
-    def rows(self, label: str, window_s: float | None) -> list[dict]:
-        names = sorted(name for name in self.groups if name != TOTAL) + [TOTAL]
-        return [{"scope": label, "userclass": name, **self.groups[name].row(window_s)} for name in names]
-
-
-class LiveStats:
-    """What the LLM tab and the chart page show, fed one stamped record at a time (``add``)."""
-
-    def __init__(self, cap: int = SAMPLE_CAP, clock=time.time):
-        self.cap = cap
-        self.clock = clock
-        self.run = Scope(cap)
-        self.stages: dict[int, Scope] = {}
-        self.version = 0
-        self.recent: deque = deque()  # (arrival time, ttft_ms, tokens_per_s, output_tokens) of ok records
-        self.series: deque = deque(maxlen=SERIES_POINTS)
-        self._last_point = 0.0
-        self._cache: tuple[int, float, dict] | None = None
-
-    def add(self, record: dict) -> None:
-        self.version += 1
-        self.run.add(record)
-        stage = record.get("stage")
-        if isinstance(stage, int) and stage >= 0 and not record.get("settle"):
-            scope = self.stages.get(stage)
-            if scope is None:
-                scope = self.stages[stage] = Scope(self.cap)
-                for old in [index for index in self.stages if index < stage - 1]:
-                    del self.stages[old]  # only the current and the previous stage keep samples
-            scope.add(record)
-        if record.get("outcome") == contract.OK:
-            self.recent.append((self.clock(), _number(record.get("ttft_ms")), _number(record.get("tokens_per_s")),
-                                int(_number(record.get("output_tokens")) or 0)))
-
-    # -- the chart ---------------------------------------------------------------------------
-    def tick(self, users: int | None = None, stage: int | None = None) -> dict | None:
-        """Add a chart point (rolling ``WINDOW_S`` window of ok records); call every ``POINT_EVERY_S``."""
-        now = self.clock()
-        while self.recent and self.recent[0][0] < now - WINDOW_S:
-            self.recent.popleft()
-        ttft = sorted(r[1] for r in self.recent if r[1] is not None)
-        tps = sorted(r[2] for r in self.recent if r[2] is not None)
-        window = min(WINDOW_S, now - self.run.first_start) if self.run.first_start else WINDOW_S
-        point = {"t": round(now, 3), "users": users, "stage": stage, "requests": len(self.recent),
-                 "ttftp50": _round(percentile(ttft, 50)), "ttftp95": _round(percentile(ttft, 95)),
-                 "tpsrequest": _round(percentile(tps, 50)),
-                 "tpstotal": _round(sum(r[3] for r in self.recent) / window) if self.recent and window > 0 else None}
-        self.series.append(point)
-        self._last_point = now
-        return point
-
-    # -- the tables --------------------------------------------------------------------------
-    def snapshot(self, span=None, running: bool = True) -> dict:
-        """Rows for the current stage (``span``: the timeline's current StageSpan, or None) and the run.
-
-        Computed at most once per ``SNAPSHOT_EVERY_S`` (the UI polls every 2 s, possibly from many tabs).
-        """
-        now = self.clock()
-        if self._cache is not None and now - self._cache[1] < SNAPSHOT_EVERY_S:
-            return self._cache[2]
-        rows = []
-        stage = None
-        if span is not None:
-            end = span.end_time or (now if running else (self.run.last_end or now))
-            scope = self.stages.get(span.stage)
-            stage = {"stage": span.stage, "users": span.users, "kind": span.kind, "settle_s": span.settle_s,
-                     "start_time": span.start_time, "end_time": span.end_time}
-            label = f"stage {span.stage} ({span.users} users)"
-            rows += (scope or Scope(self.cap)).rows(label, max(0.0, end - span.start_time - span.settle_s))
-        run_window = None
-        if self.run.first_start is not None:
-            end = now if running else (self.run.last_end or now)
-            run_window = max(0.0, end - self.run.first_start)
-        rows += self.run.rows("whole run", run_window)
-        result = {"stage": stage, "rows": [_display(row) for row in rows], "requests": self.version}
-        self._cache = (self.version, now, result)
-        return result
-
-
-def _round(value, digits: int = 1):
-    return None if value is None else round(value, digits)
-
-
-def _display(row: dict) -> dict:
-    """Numbers rounded for the table; what could not be measured says so."""
-    shown = {}
-    for key, value in row.items():
-        if value is None:
-            shown[key] = NA
-        elif isinstance(value, float):
-            shown[key] = round(value, 1)
-        else:
-            shown[key] = value
-    return shown
-
-
-# -- Locust / Flask wiring (master or single process only) ---------------------------------------
 
 def template_args() -> dict:
     """The web UI's extension arguments: the LLM tab, its table, and the extra download links."""
     return {
         "extended_tabs": [{"title": "LLM", "key": TAB_KEY}],
-        "extended_tables": [{"key": TAB_KEY, "structure": [{"key": k, "title": t} for k, t in COLUMNS]}],
+        "extended_tables": [{"key": TAB_KEY, "structure": [{"key": k, "title": t} for k, t, _ in COLUMNS]}],
         "extended_csv_files": [
             {"href": "./llm/requests.csv", "title": "Download LLM requests.csv (one row per request)"},
+            {"href": "./llm/report.html", "title": "Download LLM report (HTML with plots)"},
             {"href": "./llm/report.md", "title": "Download LLM report so far (markdown)"},
-            {"href": "./llm/", "title": "Open LLM live charts (TTFT, tokens/s)"},
+            {"href": "./llm/", "title": "Open LLM live view (table and charts)"},
         ],
     }
 
 
+def table_rows(snapshot: dict) -> list[dict]:
+    """Locust's fallback table: one flat row per stage and the whole test."""
+    keys = [key for key, _, _ in COLUMNS]
+    rows = [{key: row.get(key, NA) for key in keys} for row in snapshot["stages"]]
+    return rows + [{key: snapshot["total"].get(key, NA if key != "users" else "") for key in keys}]
+
+
+def form_fields() -> dict:
+    """The start form's sections and labels, from the option table (tab.js applies them)."""
+    return {"groups": [{"key": key, "title": title} for key, title in options.GROUPS],
+            "fields": [{"name": option.dest, "label": option.title, "group": option.group, "help": option.help}
+                       for option in options.web_form()]}
+
+
+def order_form(extra_options: dict) -> dict:
+    """Locust's ``extra_options`` in the form's order (sections, then the option table's order)."""
+    order = [option.dest for option in options.web_form()]
+    first = {name: extra_options[name] for name in order if name in extra_options}
+    return {**first, **{name: value for name, value in extra_options.items() if name not in first}}
+
+
+def _form_name(dest: str) -> str:
+    """The name Locust's page posts for the option ``dest``: it camel-cases the keys it gets and snake-cases
+    them back before posting, which is not a round trip for digits (``slo_p95`` -> ``sloP95`` -> ``slo_p9_5``)."""
+    camel = re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), dest)
+    return re.sub(r"([a-z0-9])([A-Z0-9])", r"\1_\2", camel).lower()
+
+
+FORM_NAMES = {_form_name(o.dest): o.dest for o in options.ALL_OPTIONS if _form_name(o.dest) != o.dest}
+
+
+def fix_form(form):
+    """The posted form with the option table's names (see :func:`_form_name`); None when nothing to fix."""
+    if not any(name in form for name in FORM_NAMES):
+        return None
+    from werkzeug.datastructures import ImmutableMultiDict
+
+    return ImmutableMultiDict([(FORM_NAMES.get(key, key), value) for key, value in form.items(multi=True)])
+
+
 def _running(runner) -> bool:
     return getattr(runner, "state", None) in ("spawning", "running")
-
-
-def _users(runner) -> int | None:
-    return getattr(runner, "user_count", None)
 
 
 def snapshot_run_folder(run_dir: str, parent: str) -> str:
@@ -280,7 +131,7 @@ def snapshot_run_folder(run_dir: str, parent: str) -> str:
     os.mkdir(copy)
     for name in os.listdir(run_dir):
         source = os.path.join(run_dir, name)
-        if os.path.isfile(source) and not name.endswith((".png", ".md", ".tmp")) and name != contract.RESULTS_JSON:
+        if os.path.isfile(source) and not name.endswith((".png", ".md", ".html", ".tmp")) and name != contract.RESULTS_JSON:
             shutil.copyfile(source, os.path.join(copy, name))
     return copy
 
@@ -293,35 +144,53 @@ def report_markdown(copy: str) -> str:
     return write_report(copy, plots=False).markdown
 
 
+def report_html(copy: str) -> str:
+    """The report of a run-folder snapshot as one HTML page, plots embedded."""
+    from ollama_locust.reports import write_report
+    from ollama_locust.scenarios.html_report import render_html
+
+    return render_html(write_report(copy, plots=True))
+
+
 def register(environment, web_ui, recorder) -> LiveStats:
-    """Add the LLM tab, the chart page and the downloads to ``web_ui``; feed them from ``recorder.sink``."""
+    """Add the LLM tab, our page, the downloads and the form's order to ``web_ui``; feed them from the sink."""
     import gevent
     from flask import Blueprint, Response, g, jsonify, make_response, request, send_from_directory
 
-    live = LiveStats()
+    runner = environment.runner
+    live = LiveStats(lambda: recorder.timeline.spans)
     recorder.sink.listeners.append(live.add)
     environment.llm_live = live
     web_ui.template_args.update(template_args())
-    runner = environment.runner
+    # the form's fields in our order: the page's template args go through Jinja's tojson, which sorts keys
+    web_ui.app.jinja_env.policies["json.dumps_kwargs"] = {"sort_keys": False}
     auth = web_ui.auth_required_if_enabled
+    update_template_args = web_ui.update_template_args
+
+    def ordered_template_args() -> None:
+        update_template_args()
+        web_ui.template_args["extra_options"] = order_form(web_ui.template_args.get("extra_options") or {})
+
+    web_ui.update_template_args = ordered_template_args
+    environment.events.reset_stats.add_listener(lambda **_kw: live.reset())
 
     def current_stage():
         span = recorder.timeline.current
-        return span.stage if span is not None else None
+        return span.stage if span is not None and span.end_time is None else None
 
     def chart_loop() -> None:
         while True:
             gevent.sleep(POINT_EVERY_S)
-            if _running(runner) or live.recent:
+            if _running(runner):
                 try:
-                    live.tick(_users(runner), current_stage())
+                    live.sample(getattr(runner, "user_count", None), current_stage())
                 except Exception:  # a chart point is never worth the run
                     logger.exception("LLM chart point failed")
 
     gevent.spawn(chart_loop)
 
     def snapshot() -> dict:
-        return live.snapshot(recorder.timeline.current, _running(runner))
+        return live.snapshot(_running(runner))
 
     base = (getattr(environment.parsed_options, "web_base_path", None) or "").rstrip("/")
     blueprint = Blueprint("llm", __name__, url_prefix=f"{base}/llm")
@@ -339,11 +208,19 @@ def register(environment, web_ui, recorder) -> LiveStats:
     @blueprint.route("/stats")
     @auth
     def stats():
-        data = snapshot()
-        return jsonify({**data, "columns": [{"key": k, "title": t} for k, t in COLUMNS],
-                        "series": list(live.series), "state": getattr(runner, "state", None),
-                        "user_count": _users(runner), "run_dir": recorder.path,
-                        "recorded": recorder.sink.total})
+        return jsonify({**snapshot(), "columns": [{"key": k, "title": t, "tip": d} for k, t, d in COLUMNS],
+                        "state": getattr(runner, "state", None), "user_count": getattr(runner, "user_count", None),
+                        "run_dir": recorder.path, "recorded": recorder.sink.total, "phase": recorder.phase})
+
+    @blueprint.route("/phase")
+    @auth
+    def phase():
+        return jsonify({"phase": recorder.phase, "state": getattr(runner, "state", None)})
+
+    @blueprint.route("/form")
+    @auth
+    def form():
+        return jsonify(form_fields())
 
     @blueprint.route("/requests.csv")
     @auth
@@ -369,35 +246,72 @@ def register(environment, web_ui, recorder) -> LiveStats:
             "Content-Length": str(size), "Content-Disposition": f"attachment; filename={name}",
             "Cache-Control": "no-store"})
 
-    @blueprint.route("/report.md")
-    @auth
-    def report():
+    def report(render, suffix: str, mimetype: str):
         from ollama_locust.reports import ReportError
 
         with tempfile.TemporaryDirectory(prefix="llm-report-") as parent:
             recorder.sink.flush()
             copy = snapshot_run_folder(recorder.path, parent)
-            try:  # pandas in a real thread: the UI and the records keep flowing meanwhile
-                markdown = gevent.get_hub().threadpool.apply(report_markdown, (copy,))
+            try:  # pandas/matplotlib in a real thread: the UI and the records keep flowing meanwhile
+                body = gevent.get_hub().threadpool.apply(render, (copy,))
             except ReportError as error:
                 return make_response(f"no report yet: {error}\n", 409)
-        name = f"{os.path.basename(recorder.path.rstrip('/'))}-{contract.RESULTS_MD}"
-        return Response(markdown, mimetype="text/markdown", headers={
+        name = f"{os.path.basename(recorder.path.rstrip('/'))}-{suffix}"
+        return Response(body, mimetype=mimetype, headers={
             "Content-Disposition": f"attachment; filename={name}", "Cache-Control": "no-store"})
+
+    @blueprint.route("/report.md")
+    @auth
+    def report_md():
+        return report(report_markdown, contract.RESULTS_MD, "text/markdown")
+
+    @blueprint.route("/report.html")
+    @auth
+    def report_page():
+        return report(report_html, "results.html", "text/html")
 
     web_ui.app.register_blueprint(blueprint)
 
     @web_ui.app.before_request
-    def note_new_run():
-        if request.endpoint == "locust.swarm":
-            g.llm_new_run = getattr(runner, "shape_greenlet", None) is None
+    def before_swarm():
+        if request.endpoint != "locust.swarm":
+            return None
+        fixed = fix_form(request.form)
+        if fixed is not None:
+            request.form = fixed  # before Locust's view reads it: --slo-p95 from the form applies
+        state = getattr(runner, "state", None)
+        g.llm_new_run = getattr(runner, "shape_greenlet", None) is None and state in ("ready", "stopped")
+        if not g.llm_new_run:
+            return None  # Edit of a running test
+        if recorder.timeline.spans:  # "New" after a stop: a run folder of its own
+            recorder.new_run()
+        live.reset()
+        if options.get(environment, "skip_preflight"):
+            return None
+        from ollama_locust.scenarios import preflight
+
+        try:  # before the runner starts: the page says "loading the model ..." meanwhile (tab.js)
+            recorder.check_target(host=(request.form.get("host") or "").strip() or None,
+                                  model=(request.form.get("model") or "").strip() or None,
+                                  api=(request.form.get("api") or "").strip() or None)
+        except preflight.PreflightError as error:
+            logger.error("ollama-locust: %s", error)
+            return jsonify({"success": False, "message": f"ollama-locust: {error}", "host": environment.host})
+        recorder.checked = True
+        return None
 
     @web_ui.app.after_request
     def extend(response):
         endpoint = request.endpoint
         if endpoint == "locust.request_stats" and response.status_code == 200 and response.is_json:
             data = json.loads(response.get_data())
-            data["extended_stats"] = [{"key": TAB_KEY, "data": snapshot()["rows"]}]
+            if data.get("state") in STOPPING_STATES:
+                # Locust's page stops polling in any state but spawning/running: answer once the stop is done
+                deadline = time.monotonic() + STOP_WAIT_S
+                while getattr(runner, "state", None) in STOPPING_STATES and time.monotonic() < deadline:
+                    gevent.sleep(0.1)
+                data["state"], data["user_count"] = getattr(runner, "state", None), getattr(runner, "user_count", 0)
+            data["extended_stats"] = [{"key": TAB_KEY, "data": table_rows(snapshot())}]
             # a new response: Locust memoizes the original one for 2 s
             return web_ui.app.response_class(json.dumps(data), mimetype="application/json")
         if endpoint == "locust.swarm" and g.get("llm_new_run") and environment.shape_class is not None:

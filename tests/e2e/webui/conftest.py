@@ -21,15 +21,16 @@ def locust_cluster(tmp_path):
     and ``workers`` workers, all real ``locust`` processes on 127.0.0.1; stopped at the end of the test."""
     started: list[Cluster] = []
 
-    def start(workers: int = 2, extra: list[str] | None = None, locustfile: str = LOCUSTFILE) -> Cluster:
+    def start(workers: int = 2, extra: list[str] | None = None, locustfile: str = LOCUSTFILE,
+              skip_preflight: bool = True) -> Cluster:
         web_port, master_port = free_port(), free_port()
         run_dir = str(tmp_path / f"run{len(started)}")
         cluster = Cluster(url=f"http://127.0.0.1:{web_port}/", run_dir=run_dir)
         started.append(cluster)
-        # --skip-preflight: the target is checked by the other tests; here the UI is under test
-        master = ["--master", "--web-host", "127.0.0.1", "--web-port", str(web_port),
-                  "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
-                  "--run-dir", run_dir, "--skip-preflight", *(extra or [])]
+        # --skip-preflight (unless asked): the target is checked by the other tests; here the UI is under test
+        master = ["--web-host", "127.0.0.1", "--web-port", str(web_port), "--run-dir", run_dir,
+                  *(["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port)] if workers else []),
+                  *(["--skip-preflight"] if skip_preflight else []), *(extra or [])]
         commands = [("master", master)] + [
             (f"worker{i}", ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)])
             for i in range(1, workers + 1)]
