@@ -8,6 +8,7 @@ method ``linear``, the same definition as :func:`percentile` here (tests hold th
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 
@@ -72,3 +73,61 @@ def generator_breaches(cpu: float | None, lag_p99_ms: float | None) -> list[str]
     if lag_p99_ms is not None and lag_p99_ms > GENERATOR_LAG_P99_MS:
         reasons.append(f"its hub ran {lag_p99_ms:.0f} ms late at p99 (limit {GENERATOR_LAG_P99_MS:.0f} ms)")
     return reasons
+
+
+# Where a reply's tokens arrived (issue 13): the one rule for "Tokens/s (total)", used record by record by
+# the web UI's live tab and by the report (reports/_window.py vectorises the records without buckets).
+def parse_token_arrivals(cell) -> tuple[float, list[int]] | None:
+    """(bucket width in ms, counts) from one ``token_arrivals`` cell; None when empty or malformed."""
+    if not isinstance(cell, str) or ":" not in cell:
+        return None
+    width, _, counts = cell.partition(":")
+    try:
+        w = float(width)
+        values = [int(c) for c in counts.split(",")] if counts else []
+    except ValueError:
+        return None
+    if not (w > 0) or not values or min(values) < 0:
+        return None
+    return w, values
+
+
+def token_spans(start: float, ttft_ms: float | None, e2e_ms: float | None, tokens: float,
+                cell=None) -> list[tuple[float, float, float]]:
+    """A reply's output tokens as (lo, hi, tokens) spans in unix seconds.
+
+    With a ``token_arrivals`` cell, the server's token count is spread over the buckets in proportion to
+    their content chunks, each bucket clipped to first token .. last byte; without one, evenly over first
+    token .. last byte, or all at the last byte when there is no first token (``stream: false``)."""
+    if not tokens or tokens <= 0 or start is None or not math.isfinite(start):
+        return []
+    first = start + ttft_ms / 1000.0 if ttft_ms is not None and math.isfinite(ttft_ms) else math.nan
+    last = start + e2e_ms / 1000.0 if e2e_ms is not None and math.isfinite(e2e_ms) else math.nan
+    parsed = parse_token_arrivals(cell)
+    if parsed is not None and sum(parsed[1]) > 0:
+        width, counts = parsed
+        scale, w, spans = tokens / sum(counts), width / 1000.0, []
+        for k, c in enumerate(counts):
+            if c:
+                lo, hi = start + k * w, start + (k + 1) * w
+                lo = max(lo, first) if math.isfinite(first) else lo
+                hi = min(hi, last) if math.isfinite(last) else hi
+                spans.append((lo, max(hi, lo), c * scale))
+        return spans
+    if not math.isfinite(last):
+        return []
+    lo = first if math.isfinite(first) and first <= last else last
+    return [(lo, last, float(tokens))]
+
+
+def tokens_between(spans, lo: float, hi: float) -> float:
+    """Tokens of ``spans`` that arrived in ``[lo, hi)``: a span cut by an edge counts in proportion."""
+    total = 0.0
+    for s_lo, s_hi, tokens in spans:
+        if s_hi > s_lo:
+            overlap = min(s_hi, hi) - max(s_lo, lo)
+            if overlap > 0:
+                total += tokens * overlap / (s_hi - s_lo)
+        elif lo <= s_lo < hi:
+            total += tokens
+    return total

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ollama_locust import stats
+
 
 @dataclass
 class Arrivals:
@@ -71,19 +73,7 @@ class Arrivals:
         return np.bincount(codes[self.record[part]], weights=self.tokens[part] * share, minlength=groups)
 
 
-def parse_cell(cell) -> tuple[float, list[int]] | None:
-    """(bucket width in ms, counts) from one ``token_arrivals`` cell; None when empty or malformed."""
-    if not isinstance(cell, str) or ":" not in cell:
-        return None
-    width, _, counts = cell.partition(":")
-    try:
-        w = float(width)
-        values = [int(c) for c in counts.split(",")] if counts else []
-    except ValueError:
-        return None
-    if not (w > 0) or not values or min(values) < 0:
-        return None
-    return w, values
+parse_cell = stats.parse_token_arrivals  # the one parser (ollama_locust.stats)
 
 
 def arrivals(start_time: np.ndarray, ttft_ms: np.ndarray, e2e_ms: np.ndarray, output_tokens: np.ndarray,
@@ -107,25 +97,12 @@ def arrivals(start_time: np.ndarray, ttft_ms: np.ndarray, e2e_ms: np.ndarray, ou
             present = np.fromiter((isinstance(c, str) and c != "" for c in cells), dtype=bool, count=len(cells))
         candidates = np.flatnonzero(usable & present)
         for i in candidates:
-            parsed = parse_cell(cells[i])
-            if parsed is None:
-                continue
-            width, counts = parsed
-            total = sum(counts)
-            if total <= 0:
+            spans = stats.token_spans(float(start[i]), float(ttft[i]), float(e2e[i]), float(tokens[i]), cells[i])
+            if not spans or parse_cell(cells[i]) is None:
                 continue
             parsed_mask[i] = True
-            scale = float(tokens[i]) / total
-            w = width / 1000.0
-            s0, f, e = float(start[i]), float(first[i]), float(last[i])
-            for k, c in enumerate(counts):
-                if c:
-                    b_lo, b_hi = s0 + k * w, s0 + (k + 1) * w
-                    if math.isfinite(f):
-                        b_lo = max(b_lo, f)
-                    if math.isfinite(e):
-                        b_hi = min(b_hi, e)
-                    rec.append(i), los.append(b_lo), his.append(max(b_hi, b_lo)), toks.append(c * scale)
+            for b_lo, b_hi, t in spans:
+                rec.append(i), los.append(b_lo), his.append(b_hi), toks.append(t)
     # The rest: spread evenly over first token .. last byte, or all at the last byte without a first token.
     rest = np.flatnonzero(usable & ~parsed_mask & np.isfinite(last))
     lo = np.where(np.isfinite(first[rest]) & (first[rest] <= last[rest]), first[rest], last[rest])

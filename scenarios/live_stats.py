@@ -13,8 +13,8 @@ every ``POINT_EVERY_S`` (``sample``); ``snapshot()`` gives
 
 Counting follows the report (``docs/reports.md``): a request belongs to the stage in which it started and
 requests started in a stage's settle window are left out of it; throughput counts what happened inside the
-stage's measured window: successful requests by their completion, output tokens spread evenly over each
-request's first-token-to-end interval (the rule of issue 13 for the report). Percentiles are ``ollama_locust.stats.percentile`` (the report's), exact up
+stage's measured window: successful requests by their completion, output tokens where they arrived
+(``ollama_locust.stats.token_spans``: the report's one rule, over the record's ``token_arrivals`` buckets). Percentiles are ``ollama_locust.stats.percentile`` (the report's), exact up
 to ``SAMPLE_CAP`` values per series and group, a uniform reservoir sample above.
 
 ``reset()`` (Locust's Reset, a new test) empties everything; records that started before it are ignored.
@@ -28,7 +28,7 @@ import time
 from array import array
 from collections import Counter, deque
 
-from ollama_locust import contract
+from ollama_locust import contract, stats
 from ollama_locust.stats import percentile
 
 SAMPLE_CAP = 5_000  # values kept per series, stage and user class (exact percentiles below it)
@@ -144,7 +144,7 @@ class StageLive:
         self.cap = cap
         self.groups: dict[str, Group] = {TOTAL: Group(cap, split=True)}
         self.completed = 0  # successful requests that ended inside the measured window
-        self.tokens = 0.0  # output tokens of ok requests that arrived inside the measured window
+        self.tokens = 0.0  # output tokens (any outcome's) that arrived inside the measured window
         self.user_seconds = 0.0
         self.sampled_s = 0.0
 
@@ -220,19 +220,17 @@ class LiveStats:
                 yield span.stage, max(span.start_time + span.settle_s, self.reset_at), end
 
     def _count_windows(self, record: dict, start: float, end: float, outcome) -> None:
-        ttft = number(record.get("ttft_ms"))
-        tokens = number(record.get("output_tokens")) or 0.0
-        first = start + ttft / 1000.0 if ttft is not None else end
+        """Completions and arrived tokens inside each stage's window, by the report's rule
+        (``ollama_locust.stats.token_spans``: any outcome's tokens, where they arrived)."""
+        spans = stats.token_spans(start, number(record.get("ttft_ms")), number(record.get("e2e_ms")),
+                                  number(record.get("output_tokens")) or 0.0, record.get("token_arrivals"))
         for index, w0, w1 in self._windows():
             if outcome == contract.OK and w0 <= end < w1:
                 self._stage(index).completed += 1
-            if outcome == contract.OK and tokens:
-                if end > first:
-                    share = _overlap(first, end, w0, w1) / (end - first)
-                else:
-                    share = 1.0 if w0 <= end < w1 else 0.0
-                if share:
-                    self._stage(index).tokens += tokens * share
+            if spans:
+                tokens = stats.tokens_between(spans, w0, w1)
+                if tokens:
+                    self._stage(index).tokens += tokens
 
     def _count_inflight(self, start: float, end: float) -> None:
         first, last = int(start // POINT_EVERY_S), int(end // POINT_EVERY_S)

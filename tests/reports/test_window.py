@@ -100,3 +100,28 @@ def test_report_windows_restamps_and_drain(make_run):
     # stage 1's window gets stage 0's tail, not its drain's tokens (they arrive after T0+20)
     inside1 = (np.clip(np.minimum(ends - 2 + 2, T0 + 20) - np.maximum(ends - 2, T0 + 10), 0, None) * 10).sum()
     assert s1.metrics["tokens_per_s_total"] == pytest.approx(inside1 / 10.0)
+
+
+def test_the_live_tab_and_the_report_count_tokens_by_one_rule():
+    """ollama_locust.stats.token_spans (the live tab, record by record) and reports._window.arrivals (the
+    report, vectorised) credit the same tokens to any window."""
+    import random
+
+    import numpy as np
+
+    from ollama_locust import stats
+    from ollama_locust.reports._window import arrivals
+
+    rng = random.Random(7)
+    rows = []
+    for _ in range(300):
+        ttft, e2e = rng.uniform(5, 400), rng.uniform(500, 4000)
+        buckets = int(e2e // 100) + 1
+        cell = rng.choice([None, "100:" + ",".join(str(rng.randint(0, 3)) for _ in range(buckets)), "bad", "100:0,0"])
+        rows.append((1000.0 + rng.uniform(0, 20), ttft if rng.random() > 0.1 else float("nan"), e2e,
+                     float(rng.randint(0, 300)), cell))
+    arrived = arrivals(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), np.array([r[2] for r in rows]),
+                       np.array([r[3] for r in rows]), np.array([r[4] for r in rows], dtype=object))
+    for lo, hi in ((1000.0, 1005.0), (1003.3, 1011.7), (1010.0, 1030.0)):
+        live = sum(stats.tokens_between(stats.token_spans(*r), lo, hi) for r in rows)
+        assert abs(arrived.in_window(lo, hi) - live) < 1e-6 * max(1.0, live)
