@@ -60,7 +60,7 @@ def start_from_form(page, url: str, host: str) -> None:
     fill_custom(page, "sloP95", SLO_P95)
     groups = page.locator(".llm-group").all_text_contents()  # the form's sections, from the option table
     assert groups == ["Target and model", "Load", "Thresholds", "Run"], groups
-    assert page.locator("[data-llm-field=slo_p95] label").first.text_content() == "p95 objective (ms)"
+    assert page.locator("[data-llm-field=slo_p95] label").first.text_content() == "E2E p95 objective (ms)"
     page.screenshot(path=os.path.join(ARTIFACTS, "webui-form.png"), full_page=True)
     page.get_by_role("button", name=re.compile("^start$", re.I)).click()
 
