@@ -37,6 +37,7 @@ class Option:
 
 APIS = ("ollama-chat", "ollama-generate", "openai", "gateway")
 SHAPES = ("none", "step", "burst", "ramp")
+RECIPE_FORMATS = ("schema", "json")
 
 LOAD_OPTIONS: tuple[Option, ...] = (
     Option("--model", "llama3.2", "model to ask (must be present on the target)"),
@@ -51,6 +52,9 @@ LOAD_OPTIONS: tuple[Option, ...] = (
     Option("--gateway-payload", "", "JSON template file for the gateway request; placeholders {{prompt}} and {{model}}"),
     Option("--gateway-field", "", "dotted path of the reply text in the gateway's JSON answer (non-streaming gateways), e.g. 'recipe.text'"),
     Option("--gateway-stream", "auto", "gateway reply format", choices=("auto", "ndjson", "sse", "json")),
+    Option("--recipe-format", "schema", "RecipeUser: 'schema' sends the recipe JSON schema as structured output "
+           "(Ollama format / OpenAI response_format json_schema) and validates the reply against it; 'json' asks "
+           "for any JSON object (format json / json_object)", choices=RECIPE_FORMATS),
     Option("--burst-period", 30.0, "BurstyUser: seconds between the class's bursts", float),
 )
 
