@@ -18,7 +18,7 @@ from ollama_locust import contract
 from ._errors import ReportError
 
 # The requests.csv columns the report uses, and how to read them.
-_STR_COLUMNS = ("user_class", "outcome", "error", "api", "settle")
+_STR_COLUMNS = ("user_class", "outcome", "error", "api", "settle", "done_reason")
 _NUM_COLUMNS = (
     "stage", "stage_users", "start_time", "http_status", "ttft_ms", "e2e_ms", "output_tokens",
     "tokens_per_s", "load_ms", "prompt_eval_ms", "eval_ms", "server_total_ms", "queue_wait_ms",

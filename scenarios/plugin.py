@@ -154,6 +154,8 @@ class RunOwner:
         if not options.get(environment, "skip_warmup"):
             self.info["warmup"] = preflight.warm_up(environment.host, model, api, key=key,
                                                     timeout=options.get(environment, "request_timeout"))
+        self.info["prompt_check"] = preflight.check_prompt_seen(
+            environment.host, model, api, key=key, timeout=options.get(environment, "request_timeout"))
         self.write_info()
 
     def start_shape(self) -> None:
