@@ -7,8 +7,10 @@ against that same schema with ``jsonschema`` (:func:`check_schema`: the failure 
 judged by :func:`check_recipe` (an object with a title, ingredients and steps).
 
 The lengths are bounded (``maxItems``, ``maxLength``) so that a constrained model finishes the object
-within a few hundred tokens: an unbounded schema lets a small model write steps until the token limit
-cuts the JSON off (then the reply is invalid, and the failure is the schema's, not the server's).
+within ~250 tokens (at most 60 + 6 × 30 + 4 × 80 characters of text, plus the whitespace a JSON grammar
+allows): an unbounded schema lets a small model write steps until the token limit cuts the JSON off
+(then the reply is invalid, and the failure is the schema's, not the server's). Give RecipeUser a
+``--num-predict`` of 256 or more.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ RECIPE_SCHEMA: dict = {
     "type": "object",
     "properties": {
         "title": {"type": "string", "minLength": 1, "maxLength": 60},
-        "ingredients": {"type": "array", "minItems": 1, "maxItems": 8,
-                        "items": {"type": "string", "minLength": 1, "maxLength": 40}},
-        "steps": {"type": "array", "minItems": 1, "maxItems": 5,
-                  "items": {"type": "string", "minLength": 1, "maxLength": 100}},
+        "ingredients": {"type": "array", "minItems": 1, "maxItems": 6,
+                        "items": {"type": "string", "minLength": 1, "maxLength": 30}},
+        "steps": {"type": "array", "minItems": 1, "maxItems": 4,
+                  "items": {"type": "string", "minLength": 1, "maxLength": 80}},
     },
     "required": ["title", "ingredients", "steps"],
     "additionalProperties": False,
