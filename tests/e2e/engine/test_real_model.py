@@ -179,3 +179,23 @@ def test_engine_sim_with_gemma(gemma_model, tmp_path):
     assert checked["long"] > checked["short"] + 40, checked  # Gemma's turns around the whole prompt
     print("gemma engine sim:", summary(json.load(open(os.path.join(folder, contract.RESULTS_JSON), encoding="utf-8"))),
           Counter(r["outcome"] for r in records), checked)
+
+
+def test_answers_that_hit_the_context_size_are_named(gemma_server, tmp_path):
+    """No --num-predict against a base model in a small slot (-c 160): every answer runs to the context size
+    (finish_reason length) and the next turn of the conversation is refused (HTTP 400 "exceeds the available
+    context size"); the conclusion names it (issue 14, item 4)."""
+    server = gemma_server(1, "--ctx-size", "160")  # after the fixture's -c: llama.cpp takes the last one
+    out = tmp_path / "runs"
+    result = run(ollama_locust("step", "--host", server.url, "--api", "openai", "--model", ALIAS,
+                               "--user-class", "StudentUser", "--users", "1", "--step-time", "12s",
+                               "--think-time", "0", "--drain-timeout", "30", "--out", str(out)),
+                 tmp_path, timeout=180, name="context")
+    assert result.code == 0, result.text[-3000:]
+    assert_no_traceback(result)
+    folder = only_run_dir(out)
+    records = read_csv(os.path.join(folder, contract.REQUESTS_FILE))
+    report = open(os.path.join(folder, contract.RESULTS_MD), encoding="utf-8").read()
+    reasons = Counter((r["outcome"], r["done_reason"]) for r in records)
+    print("gemma without --num-predict at -c 160:", reasons)
+    assert "**Answers hit the context size:**" in report and "set --num-predict or a stop" in report, (reasons, report)
