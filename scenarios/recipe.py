@@ -6,11 +6,12 @@ against that same schema with ``jsonschema`` (:func:`check_schema`: the failure 
 ``--recipe-format json`` is the older request — any JSON object (``format: "json"`` / ``json_object``) —
 judged by :func:`check_recipe` (an object with a title, ingredients and steps).
 
-The lengths are bounded (``maxItems``, ``maxLength``) so that a constrained model finishes the object
-within ~250 tokens (at most 60 + 6 × 30 + 4 × 80 characters of text, plus the whitespace a JSON grammar
-allows): an unbounded schema lets a small model write steps until the token limit cuts the JSON off
-(then the reply is invalid, and the failure is the schema's, not the server's). Give RecipeUser a
-``--num-predict`` of 256 or more.
+The lengths are bounded (``maxItems``, ``maxLength``) so that a constrained model always finishes the
+object: at most 60 + 6 × 30 + 4 × 80 characters of text, plus the JSON around it and the whitespace a
+JSON grammar allows. Most recipes take 50-150 tokens; a degenerate one ("1-2-3-4-…") costs a token per
+character, so give RecipeUser a ``--num-predict`` of 512 (an unbounded schema lets a small model write
+steps until the token limit cuts the JSON off: then the reply is invalid, and the failure is the
+schema's, not the server's).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from tests.e2e.deploy.conftest import nginx_gateway  # noqa: F401  (makes the fi
 from tests.e2e.helpers import assert_no_traceback, ollama_locust, only_run_dir, read_csv, run
 
 STUDENT_PREDICT = 16  # short answers: enough requests per step on two shared cores for a verdict
-RECIPE_PREDICT = 256  # room for the largest recipe the bounded schema allows (most take 50-110 tokens)
+RECIPE_PREDICT = 512  # room for the largest recipe the bounded schema allows (most take 50-150 tokens)
 PREFLIGHT_TOKENS = 3  # warm-up (1) and the prompt check (2 × 1) before the users start
 SERIALISED_TEXT = "**Requests wait for each other:**"
 SHARED_TEXT = "**Requests share the server:**"
