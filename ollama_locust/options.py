@@ -62,6 +62,7 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("thresholds", "Thresholds"),
     ("run", "Run"),
 )
+RECIPE_FORMATS = ("schema", "json")
 # The user class that runs when none is named (web UI, `locust --headless`, `ollama-locust step`).
 DEFAULT_USER_CLASS = "StudentUser"
 
@@ -78,6 +79,9 @@ LOAD_OPTIONS: tuple[Option, ...] = (
     Option("--gateway-payload", "", "JSON template file for the gateway request; placeholders {{prompt}} and {{model}}", label="Gateway payload file", group="target"),
     Option("--gateway-field", "", "dotted path of the reply text in the gateway's JSON answer (non-streaming gateways), e.g. 'recipe.text'", label="Gateway reply field", group="target"),
     Option("--gateway-stream", "auto", "gateway reply format", choices=("auto", "ndjson", "sse", "json"), label="Gateway reply format", group="target"),
+    Option("--recipe-format", "schema", "RecipeUser: 'schema' sends the recipe JSON schema as structured output "
+           "(Ollama format / OpenAI response_format json_schema) and validates the reply against it; 'json' asks "
+           "for any JSON object (format json / json_object)", choices=RECIPE_FORMATS, label="Recipe format", group="load"),
     Option("--burst-period", 30.0, "BurstyUser: seconds between the class's bursts", float, label="Burst period (s)", group="load"),
 )
 

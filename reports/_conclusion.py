@@ -170,6 +170,39 @@ def generator_sentences(a: Analysis) -> list[str]:
     return text
 
 
+CONTEXT_ERROR = r"context (?:size|length|window)|exceeds? the (?:available )?context|context_length_exceeded"
+LENGTH_SHARE = 0.9  # share of ok answers ended by the length limit, with no --num-predict, that names the trap
+
+
+def context_limit_sentence(a: Analysis) -> str | None:
+    """The trap of a model that never stops: with no ``--num-predict`` its answers run to the context size
+    (done_reason ``length`` on nearly every ok request) and the next turns fail with "exceeds the
+    available context size". None when the records show neither."""
+    frame = a.folder.requests
+    if frame is None or "outcome" not in frame or not len(frame):
+        return None
+    options = a.run.get("options") if isinstance(a.run.get("options"), dict) else {}
+    limited = bool(options.get("num_predict"))
+    outcome = frame["outcome"].astype(str)
+    errors = frame["error"].astype(object).fillna("").astype(str) if "error" in frame else outcome.map(lambda _: "")
+    context_errors = int(((outcome != contract.OK) & errors.str.contains(CONTEXT_ERROR, case=False, regex=True)).sum())
+    ok = outcome == contract.OK
+    reasons = frame["done_reason"].astype(object).fillna("").astype(str) if "done_reason" in frame else None
+    cut = int((ok & (reasons == "length")).sum()) if reasons is not None else 0
+    n_ok = int(ok.sum())
+    ran_out = not limited and n_ok and cut >= LENGTH_SHARE * n_ok
+    if not ran_out and not context_errors:
+        return None
+    parts = []
+    if ran_out:
+        parts.append(f"{cut} of {n_ok} answers ended at the length limit with no --num-predict")
+    if context_errors:
+        parts.append(f"{context_errors} requests failed because the conversation exceeded the context size")
+    advice = ("set --num-predict or a stop" if not limited else
+              "shorten the conversations or give the server a larger context (-c / num_ctx)")
+    return f"**Answers hit the context size:** {'; '.join(parts)}: {advice}."
+
+
 def conclude(a: Analysis) -> dict:
     """{"text": [markdown paragraphs/bullets], "recommendations": [...], and the key figures}."""
     run, steps, base, slo = a.run, a.steps, a.baseline, a.slo
@@ -255,6 +288,9 @@ def conclude(a: Analysis) -> dict:
         text.append("**Degradation per step:**\n" + "\n".join(lines))
     finding, info = concurrency_finding(a)
     text.extend(finding)
+    context = context_limit_sentence(a)
+    if context:
+        text.append(context)
     out["concurrency_mode"], out["concurrency"] = info["mode"], info
 
     # Failure point and capacity.

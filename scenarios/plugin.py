@@ -215,6 +215,9 @@ class RunOwner:
                 self.phase = f"loading the model {model} (warm-up request)"
                 self.info["warmup"] = preflight.warm_up(host, model, api, key=key,
                                                         timeout=options.get(environment, "request_timeout"))
+            self.phase = "checking that the server sees the prompt"
+            self.info["prompt_check"] = preflight.check_prompt_seen(
+                host, model, api, key=key, timeout=options.get(environment, "request_timeout"))
         finally:
             self.phase = None
         self.write_info()

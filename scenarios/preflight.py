@@ -1,5 +1,7 @@
 """Before any user starts: is the target there, is it what we think, is the model on it? And one
-warm-up request, whose cold-start time the report keeps (excluded from the results).
+warm-up request, whose cold-start time the report keeps (excluded from the results), then the
+prompt check: two prompts of clearly different lengths must not get the same prompt token count
+(a server that counts the same for both is not seeing the prompt: a chat template problem).
 
 Every problem becomes one :class:`PreflightError` line that says what failed and what to do.
 """
@@ -12,6 +14,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 
 from ollama_locust import contract
@@ -148,3 +151,62 @@ def warm_up(host: str, model: str, api: str, *, key: str | None = None, timeout:
     if isinstance(body, dict) and body.get("load_duration") is not None:
         result["load_ms"] = round(body["load_duration"] / 1e6, 3)
     return result
+
+
+SHORT_PROMPT = "Hi."
+LONG_PROMPT = ("Please read this whole paragraph before you answer: a class of twenty-eight students shares one "
+               "small school server, and each of them asks about photosynthesis, the French revolution, prime "
+               "numbers, the water cycle and how to write a good essay, one after the other, all afternoon. "
+               "In one word, which of these topics is about plants?")
+PROMPT_CHECK_TOKENS = 1
+
+
+def _prompt_tokens(host: str, model: str, api: str, prompt: str, headers: dict, timeout: float) -> int | None:
+    """The server's prompt token count for one tiny request, or None when it reports none."""
+    if api in contract.OLLAMA_NATIVE_APIS:
+        path = "/api/chat"
+        payload = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": False,
+                   "options": {"num_predict": PROMPT_CHECK_TOKENS}}
+    else:
+        path = "/v1/chat/completions"
+        payload = {"model": model, "messages": [{"role": "user", "content": prompt}],
+                   "max_tokens": PROMPT_CHECK_TOKENS}
+    try:
+        answer = _request(host + path, headers=headers, timeout=timeout, payload=payload)
+    except PreflightError:  # a timeout or a dropped connection here is a finding of the run, not of this check
+        return None
+    if answer.status != 200:
+        return None
+    try:
+        body = answer.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    count = body.get("prompt_eval_count") if api in contract.OLLAMA_NATIVE_APIS else (body.get("usage") or {}).get("prompt_tokens")
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def check_prompt_seen(host: str, model: str, api: str, *, key: str | None = None, timeout: float = 120.0) -> dict:
+    """Ask two prompts of clearly different lengths (max 1 output token) and compare the server's prompt
+    token counts: ``{"short": n, "long": m}`` (None where the server reports none; nothing is sent through
+    an app gateway). Raises PreflightError (one line) when both counts are the same: the server is not
+    seeing the prompt — seen with llama-server ``--jinja --chat-template gemma``, which makes the literal
+    word "gemma" the whole prompt (3 tokens for every request, answers unrelated to the questions).
+    """
+    if api not in (*contract.OLLAMA_NATIVE_APIS, "openai"):
+        return {"short": None, "long": None}
+    host = host.rstrip("/")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    # A fresh tag in front of both: a server's prompt cache (Ollama's, from an earlier run) cannot hold
+    # either prompt, so what it counts is what it evaluated for this text.
+    tag = f"({uuid.uuid4().hex[:8]}) "
+    short = _prompt_tokens(host, model, api, tag + SHORT_PROMPT, headers, timeout)
+    long = _prompt_tokens(host, model, api, tag + LONG_PROMPT, headers, timeout) if short is not None else None
+    if short is not None and long is not None and long == short:
+        raise PreflightError(
+            f"the server is not seeing the prompt: a {len(SHORT_PROMPT.split())}-word and a "
+            f"{len(LONG_PROMPT.split())}-word prompt both counted {short} prompt tokens at {host} (a chat template "
+            "problem? llama-server: --no-jinja --chat-template NAME, or the model's own template); "
+            "--skip-preflight runs anyway")
+    return {"short": short, "long": long}

@@ -3,9 +3,11 @@
 * :class:`StudentUser`: a student in a class; a multi-turn chat (3-8 turns, then a new conversation)
   that grows with the model's actual replies; reads and thinks between turns (``--think-time``);
   short and long school questions in English, German, Russian and Chinese.
-* :class:`RecipeUser`: a kitchen app: ingredients -> a recipe as JSON (``format: "json"`` on the Ollama
-  APIs, ``response_format`` on OpenAI, the instruction in the prompt everywhere); a reply that is not a
-  JSON object with ``title``, ``ingredients`` and ``steps`` is ``invalid``.
+* :class:`RecipeUser`: a kitchen app: ingredients -> a recipe as JSON, the instruction in the prompt
+  everywhere; with ``--recipe-format schema`` (default) the recipe JSON schema goes as structured output
+  (Ollama's ``format``, OpenAI's ``response_format: json_schema``) and a reply the schema rejects is
+  ``invalid`` (the error names the field); ``--recipe-format json`` asks for any JSON object and checks
+  for ``title``, ``ingredients`` and ``steps`` (``scenarios/recipe.py``).
 * :class:`BurstyUser`: waits, then the whole group asks at once: with ``--shape burst`` when a burst
   stage's users run (the master's :func:`fire_burst` reaches every worker), else at every multiple of
   ``--burst-period`` on the wall clock (so all BurstyUsers on all workers fire together), or when
@@ -14,7 +16,7 @@
 All use the client chosen by ``--api`` (one keep-alive connection per user) and report every request
 through ``scenarios.request_report.report_request`` exactly once, also when a stop cuts it short. Weights are
 class attributes (``weight``); pick classes with ``--class-picker`` or by name on the command line.
-Options are read with ``scenarios.options.get``, so the users work in library mode too.
+Options are read with ``ollama_locust.options.get``, so the users work in library mode too.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import time
 
 import gevent
 import gevent.event
-import orjson
 from locust import User, task
 from locust.exception import StopUser
 
@@ -36,6 +37,7 @@ from ollama_locust import contract
 from ollama_locust import options
 from ollama_locust.scenarios.clients import make_client
 from ollama_locust.scenarios.prompts import load_cached, recipe_prompt
+from ollama_locust.scenarios.recipe import check_recipe, check_schema, checker, request_format  # noqa: F401
 from ollama_locust.scenarios.request_report import report_request
 
 logger = logging.getLogger(__name__)
@@ -57,35 +59,12 @@ def parse_think_time(value) -> tuple[float, float]:
     return parts[0], parts[1]
 
 
-def check_recipe(text: str) -> str | None:
-    """None when ``text`` is a recipe: a JSON object with a title, ingredients and steps; else why not."""
-    body = text.strip()
-    if body.startswith("```"):  # a fenced block is still the JSON the app asked for
-        body = body.strip("`").strip()
-        if body[:4].lower() == "json":
-            body = body[4:]
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return f"recipe reply is not valid JSON: {' '.join(text[:60].split())!r}"
-    if not isinstance(obj, dict):
-        return f"recipe reply is JSON but not an object ({type(obj).__name__})"
-    missing = [key for key in ("title", "ingredients", "steps") if not obj.get(key)]
-    if missing:
-        return f"recipe JSON lacks {', '.join(missing)}"
-    if not isinstance(obj["title"], str):
-        return "recipe JSON: title is not a string"
-    for key in ("ingredients", "steps"):
-        if not isinstance(obj[key], list):
-            return f"recipe JSON: {key} is not a list"
-    return None
-
-
 def check_options(environment) -> None:
     """Validate the load options the users read (prompts file, think time, API/gateway settings)
     before any user starts. Raises ValueError (``PromptsError``, ``GatewayConfigError``) with one line."""
     load_cached(options.get(environment, "prompts") or None)
     parse_think_time(options.get(environment, "think_time"))
+    request_format(options.get(environment, "recipe_format"))
     period = float(options.get(environment, "burst_period"))
     if period < 0 or not math.isfinite(period):
         raise ValueError(f"--burst-period {period:g}: must be >= 0 seconds (0 = only on the shape's signal)")
@@ -217,12 +196,21 @@ class RecipeUser(LLMUser):
     """A kitchen app user: ingredients in, a recipe as a JSON object out (else ``invalid``)."""
 
     weight = 1
-    json_format = True
+
+    def on_start(self) -> None:
+        super().on_start()
+        recipe_format = options.get(self.environment, "recipe_format")
+        try:
+            self.json_format = request_format(recipe_format)
+        except ValueError as exc:
+            logger.error("%s: %s", type(self).__name__, exc)
+            raise StopUser() from None
+        self.check = checker(recipe_format)
 
     @task
     def cook(self) -> None:
         recipe = random.choice(self.prompts.recipes)
-        self.ask([{"role": "user", "content": recipe_prompt(recipe)}], check=check_recipe)
+        self.ask([{"role": "user", "content": recipe_prompt(recipe)}], check=self.check)
 
 
 # --- bursts -----------------------------------------------------------------------------------------

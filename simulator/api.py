@@ -414,6 +414,8 @@ class App:
                 n, reason = job.n_out, "stop"
             else:
                 default_len = reply_length(self.profile.reply_tokens, p["key"], p["seed"])
+                if isinstance(p["fmt"], dict) and p["num_predict"] >= 0:  # a schema's object fits the limit
+                    default_len = min(default_len, p["num_predict"])
                 toks = reply_tokens(p["key"], seed=p["seed"], model=p["model"], length=default_len, fmt=p["fmt"])
                 n, reason = len(toks), "stop"
                 if p["num_predict"] >= 0 and p["num_predict"] < n:

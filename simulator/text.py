@@ -1,8 +1,9 @@
 """Deterministic replies: the same prompt, model and seed always give the same tokens.
 
 A token is a word-ish chunk (" tomato", ",", '{"'); ``eval_count`` is the number of chunks sent.
-Recipe prompts get a recipe; ``format`` json/schema gets a valid JSON object (for recipes with
-``title``, ``ingredients`` and ``steps``).
+Recipe prompts get a recipe; ``format: "json"`` gets a valid JSON object (for recipes with ``title``,
+``ingredients`` and ``steps``), of the usual length (so a low num_predict cuts it, as it does on Ollama);
+a JSON schema ``format`` gets an object that conforms to the schema and fits the request's num_predict.
 """
 
 from __future__ import annotations
@@ -89,17 +90,19 @@ def _prose(rng: random.Random, n_tokens: int) -> str:
 def reply_tokens(prompt: str, *, seed: int, model: str, length: int, fmt: object = None) -> list[str]:
     """The reply for a prompt as a list of streamed chunks, about ``length`` long.
 
-    With ``fmt`` set (the request's ``format``), the chunks join to a valid JSON object.
+    With ``fmt`` set (the request's ``format``), the chunks join to a valid JSON object; with a JSON
+    schema (a dict) the object conforms to it (its required keys, types, ``minItems``/``maxItems``,
+    ``minLength``/``maxLength``, ``enum``) and takes at most ``length`` chunks, as constrained decoding
+    of a bounded schema does — the caller passes the request's num_predict as the upper bound.
     """
     rng = _rng(seed, model, prompt, "json" if fmt else "text")
+    if isinstance(fmt, dict) and (fmt.get("type") == "object" or isinstance(fmt.get("properties"), dict)):
+        return schema_reply(fmt, prompt, rng, length)
     if fmt:
         if is_recipe(prompt):
             obj = _recipe_object(prompt, rng, length)
         else:
             obj = {"answer": _prose(rng, max(4, length - 8)).strip()}
-            if isinstance(fmt, dict) and isinstance(fmt.get("properties"), dict):
-                obj = {k: (obj["answer"] if i == 0 else _schema_value(v, rng))
-                       for i, (k, v) in enumerate(fmt["properties"].items())} or obj
         return tokenize(json.dumps(obj, ensure_ascii=False))
     if is_recipe(prompt):
         r = _recipe_object(prompt, rng, length)
@@ -111,17 +114,80 @@ def reply_tokens(prompt: str, *, seed: int, model: str, length: int, fmt: object
     return toks[:length]
 
 
-def _schema_value(schema: object, rng: random.Random):
-    t = schema.get("type") if isinstance(schema, dict) else None
+def schema_reply(schema: dict, prompt: str, rng: random.Random, length: int) -> list[str]:
+    """Chunks of a JSON object that conforms to ``schema`` and fits ``length`` chunks when it can.
+
+    The object is drawn at a realistic size (arrays about half-way to their ``maxItems``, strings of a few
+    words up to ``maxLength``), then drawn smaller until it fits; the smallest conforming object (every
+    minimum) is the last resort, sent whole even when longer than ``length``.
+    """
+    state = rng.getstate()
+    for scale in (1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.0):
+        rng.setstate(state)
+        toks = tokenize(json.dumps(_schema_value(schema, rng, scale, prompt, ""), ensure_ascii=False))
+        if len(toks) <= length:
+            return toks
+    return toks
+
+
+def _fit(text: str, schema: dict) -> str:
+    """Cut at a word boundary to ``maxLength`` characters; pad to ``minLength``."""
+    top = schema.get("maxLength")
+    if isinstance(top, int) and len(text) > top:
+        cut = text[:top]
+        text = cut.rsplit(" ", 1)[0] if " " in cut[1:] else cut
+        text = text.rstrip(" ,;") or cut
+    low = schema.get("minLength")
+    if isinstance(low, int) and len(text) < low:
+        text = (text + " " + "x" * low)[:max(low, len(text))] if text else "x" * low
+    return text
+
+
+def _string(name: str, schema: dict, rng: random.Random, scale: float, prompt: str) -> str:
+    key = name.lower()
+    if key in ("title", "name"):
+        text = _title(prompt, rng)
+    elif "ingredient" in key:
+        text = f"{rng.randint(1, 4)} {rng.choice(('cups', 'tbsp', 'tsp', 'pieces', 'cloves'))} {rng.choice(INGREDIENTS)}"
+    elif "step" in key or "instruction" in key:
+        n = max(2, int(rng.randint(6, 14) * max(scale, 0.3)))
+        text = f"{rng.choice(VERBS)} the {rng.choice(INGREDIENTS)} " + " ".join(rng.choice(WORDS) for _ in range(n)) + "."
+    else:
+        n = max(1, int(rng.randint(3, 12) * max(scale, 0.2)))
+        text = " ".join(rng.choice(WORDS) for _ in range(n))
+    return _fit(text, schema)
+
+
+def _schema_value(schema: object, rng: random.Random, scale: float = 1.0, prompt: str = "", name: str = ""):
+    if not isinstance(schema, dict):
+        return _string(name, {}, rng, scale, prompt)
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return rng.choice(schema["enum"])
+    if "const" in schema:
+        return schema["const"]
+    t = schema.get("type")
+    if isinstance(t, list):
+        t = next((x for x in t if x != "null"), "string")
+    if t is None and isinstance(schema.get("properties"), dict):
+        t = "object"
+    if t == "object":
+        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        required = schema.get("required") if isinstance(schema.get("required"), list) else list(props)
+        keys = [k for k in props if k in required or scale >= 0.5]
+        return {k: _schema_value(props[k], rng, scale, prompt, k) for k in keys}
     if t == "array":
-        return [_schema_value(schema.get("items", {"type": "string"}), rng) for _ in range(rng.randint(2, 4))]
+        low = schema.get("minItems") if isinstance(schema.get("minItems"), int) else (1 if scale > 0 else 0)
+        top = schema.get("maxItems") if isinstance(schema.get("maxItems"), int) else max(low, 6)
+        typical = low + (top - low) * 0.6 * scale
+        n = max(low, min(top, int(round(rng.uniform(0.7, 1.1) * typical))))
+        return [_schema_value(schema.get("items", {"type": "string"}), rng, scale, prompt, name) for _ in range(n)]
     if t in ("integer", "number"):
-        return rng.randint(1, 10)
+        low = schema.get("minimum", 1)
+        top = schema.get("maximum", max(low, 10))
+        return rng.randint(int(low), int(top)) if t == "integer" else round(rng.uniform(low, top), 1)
     if t == "boolean":
         return rng.random() < 0.5
-    if t == "object":
-        return {k: _schema_value(v, rng) for k, v in (schema.get("properties") or {}).items()}
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 5)))
+    return _string(name, schema, rng, scale, prompt)
 
 
 def content_text(content: object) -> str:

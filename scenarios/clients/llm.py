@@ -6,6 +6,10 @@ question); ``record`` holds the schema columns the client measured (``scenarios.
 ``text`` the reply ('' unless the outcome is ok). Each client owns one keep-alive connection: make one
 per Locust user, and ``close()`` it when the user stops. Never raises an ``Exception``; a stop
 (``GreenletExit``) is re-raised with the ``cut_short`` record on it as ``exc.llm_record``.
+
+``json_format``: ``False`` (free text), ``True`` (any JSON object: Ollama's ``format: "json"``, OpenAI's
+``response_format: {"type": "json_object"}``) or a JSON schema ``dict`` (structured output: Ollama's
+``format: <schema>``, OpenAI's ``response_format: {"type": "json_schema", "json_schema": {...}}``).
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ class LLMClient:
     def __repr__(self) -> str:  # never shows the key
         return f"<{type(self).__name__} {self.api} {self.host} model={self.model!r}>"
 
-    def payload(self, messages: list[dict], json_format: bool) -> dict:  # pragma: no cover - abstract
+    def payload(self, messages: list[dict], json_format: "bool | dict") -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def decoder(self, content_type: str):
@@ -64,10 +68,10 @@ class LLMClient:
             return SSEDecoder()
         return NDJSONDecoder(field=None)
 
-    def body(self, messages: list[dict], json_format: bool) -> bytes:
+    def body(self, messages: list[dict], json_format: "bool | dict") -> bytes:
         return _dumps(self.payload(messages, json_format))
 
-    def chat(self, messages: list[dict], *, json_format: bool = False, request_id: str | None = None) -> tuple[dict, str]:
+    def chat(self, messages: list[dict], *, json_format: "bool | dict" = False, request_id: str | None = None) -> tuple[dict, str]:
         """Send one request for the conversation ``messages``; returns (record, reply text)."""
         request_id = request_id or next_request_id()
         record = new_record(self.api, self.model, request_id)
@@ -91,7 +95,7 @@ class LLMClient:
 
 
 class _OllamaNativeClient(LLMClient):
-    """What /api/chat and /api/generate share: NDJSON, ``format: json``, ``options.num_predict``."""
+    """What /api/chat and /api/generate share: NDJSON, ``format`` (json or a schema), ``options.num_predict``."""
 
     content_field = "message"
 
@@ -101,7 +105,7 @@ class _OllamaNativeClient(LLMClient):
     def payload(self, messages, json_format):
         payload = {"model": self.model, **self.prompt_fields(messages), "stream": True}
         if json_format:
-            payload["format"] = "json"
+            payload["format"] = json_format if isinstance(json_format, dict) else "json"
         if self.num_predict:
             payload["options"] = {"num_predict": self.num_predict}
         return payload
@@ -147,7 +151,10 @@ class OpenAIClient(LLMClient):
     def payload(self, messages, json_format):
         payload = {"model": self.model, "messages": messages, "stream": True,
                    "stream_options": {"include_usage": True}}
-        if json_format:
+        if isinstance(json_format, dict):
+            payload["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": str(json_format.get("title") or "reply"), "strict": True, "schema": json_format}}
+        elif json_format:
             payload["response_format"] = {"type": "json_object"}
         if self.num_predict:
             payload["max_tokens"] = self.num_predict

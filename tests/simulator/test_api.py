@@ -69,11 +69,40 @@ def test_same_seed_same_reply_and_options_seed(url):
 
 
 def test_format_json_recipe_is_a_valid_object(url):
-    for fmt in ("json", {"type": "object", "properties": {"title": {"type": "string"}}}):
-        body = post(url, "/api/chat", {"model": "llama3.2", "stream": False, "format": fmt,
-                                       "messages": [{"role": "user", "content": "A recipe with leeks please"}]}).json()
-        obj = json.loads(body["message"]["content"])
-        assert isinstance(obj["ingredients"], list) and isinstance(obj["steps"], list) and obj["title"]
+    body = post(url, "/api/chat", {"model": "llama3.2", "stream": False, "format": "json",
+                                   "messages": [{"role": "user", "content": "A recipe with leeks please"}]}).json()
+    obj = json.loads(body["message"]["content"])
+    assert isinstance(obj["ingredients"], list) and isinstance(obj["steps"], list) and obj["title"]
+
+
+@pytest.mark.parametrize("num_predict", [200, 60, 30])
+def test_format_schema_gives_a_conforming_object_within_num_predict(url, num_predict):
+    """A JSON schema ``format`` (Ollama) / ``response_format: json_schema`` (OpenAI): the reply conforms to
+    the schema and ends (done_reason stop) within num_predict, as constrained decoding of a bounded schema."""
+    import jsonschema
+
+    from ollama_locust.scenarios.recipe import RECIPE_SCHEMA
+
+    messages = [{"role": "user", "content": "Suggest a recipe I can cook with: leeks, potatoes, butter."}]
+    native = post(url, "/api/chat", {"model": "llama3.2", "stream": False, "format": RECIPE_SCHEMA,
+                                     "messages": messages, "options": {"num_predict": num_predict}}).json()
+    openai = post(url, "/v1/chat/completions", {
+        "model": "llama3.2", "messages": messages, "max_tokens": num_predict,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "recipe", "schema": RECIPE_SCHEMA}}}).json()
+    for text, tokens, reason in ((native["message"]["content"], native["eval_count"], native["done_reason"]),
+                                 (openai["choices"][0]["message"]["content"], openai["usage"]["completion_tokens"],
+                                  openai["choices"][0]["finish_reason"])):
+        obj = json.loads(text)
+        jsonschema.validate(obj, RECIPE_SCHEMA)
+        assert tokens <= num_predict and reason == "stop", (tokens, reason, text)
+        if num_predict == 200:  # a realistic recipe, not the bare minimum
+            assert len(obj["ingredients"]) >= 3 and len(obj["steps"]) >= 2, obj
+    small = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 12},
+                                              "score": {"type": "integer", "minimum": 1, "maximum": 5}},
+             "required": ["answer", "score"]}
+    body = post(url, "/api/generate", {"model": "llama3.2", "stream": False, "format": small,
+                                       "prompt": "Rate this essay"}).json()
+    jsonschema.validate(json.loads(body["response"]), small)
 
 
 def test_chat_stream_and_final(url):

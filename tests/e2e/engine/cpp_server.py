@@ -28,6 +28,18 @@ def default_binary() -> Path:
     return Path(cache) / f"llama-server-{VERSION}" / "llama-server"
 
 
+def require_binary() -> Path:
+    """The binary, or skip (no build configured) / fail (scripts/test.sh said where it is, and it is not)."""
+    import pytest
+
+    binary, why = find_binary()
+    if binary is None:
+        if os.environ.get(ENV_VAR):  # scripts/test.sh built it and said where: missing is a failure
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
+    return binary
+
+
 def find_binary() -> tuple[Path | None, str]:
     """``(path, "")`` of a runnable binary, or ``(None, why)``.
 
@@ -42,12 +54,12 @@ def find_binary() -> tuple[Path | None, str]:
 
 
 def server_command(binary: Path, model: Path, *extra: str, parallel: int = 2, ctx_per_slot: int = 2048,
-                   threads: int = 1) -> list[str]:
+                   threads: int = 1, alias: str = MODEL_ALIAS) -> list[str]:
     """``-c`` is the whole KV cache, shared out between the slots: ``parallel`` × ``ctx_per_slot``."""
     return [
         str(binary),
         "--model", str(model),
-        "--alias", MODEL_ALIAS,
+        "--alias", alias,
         "--host", "127.0.0.1",
         "--port", "0",  # the OS picks; the log says "listening on http://127.0.0.1:PORT"
         "--parallel", str(parallel),
@@ -60,7 +72,7 @@ def server_command(binary: Path, model: Path, *extra: str, parallel: int = 2, ct
 
 @contextlib.contextmanager
 def start_cpp_server(model: Path, log_path: Path, *extra: str, binary: Path | None = None,
-                     parallel: int = 2, threads: int = 1,
+                     parallel: int = 2, threads: int = 1, ctx_per_slot: int = 2048, alias: str = MODEL_ALIAS,
                      timeout_s: float = START_TIMEOUT_S) -> Iterator[LlamaServer]:
     """Start ``llama-server``, wait until ``/health`` is ok and ``/v1/models`` answers, yield, terminate.
 
@@ -71,7 +83,9 @@ def start_cpp_server(model: Path, log_path: Path, *extra: str, binary: Path | No
         if binary is None:
             raise RuntimeError(why)
     # /health answers 503 {"error": {"message": "Loading model"}} until the model is loaded
-    with run_server(server_command(binary, model, *extra, parallel=parallel, threads=threads), log_path,
+    command = server_command(binary, model, *extra, parallel=parallel, threads=threads, ctx_per_slot=ctx_per_slot,
+                             alias=alias)
+    with run_server(command, log_path,
                     name="llama-server", listening=_LISTENING, ready_paths=("/health",),
                     timeout_s=timeout_s) as server:
         yield server
