@@ -105,6 +105,8 @@ class GatewayClient(LLMClient):
         self.field = tuple(field.split(".")) if field else None
         self.stream = stream
 
+    sends_format = False  # the app's own payload (the template) decides what the model is asked for
+
     def payload(self, messages, json_format):
         return render(self.template, transcript(messages), self.model, messages)
 

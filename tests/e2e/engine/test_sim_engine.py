@@ -188,7 +188,12 @@ def test_engine_serialises_concurrent_requests(url, truth_path):
     assert waited(later) > 0.7 * engine_ns, (earlier, later)
     assert waited(earlier) < 0.3 * engine_ns, (earlier, later)
     # the truth log: both had a slot within milliseconds (2 slots): the wait was for the engine
-    truth = {r["client_request_id"]: r for r in read_truth(truth_path) if r["client_request_id"] in ids}
+    deadline = time.monotonic() + 5  # a request's line is written once its reply has gone out
+    while True:
+        truth = {r["client_request_id"]: r for r in read_truth(truth_path) if r["client_request_id"] in ids}
+        if set(truth) == set(ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert set(truth) == set(ids)
     for r in truth.values():
         assert r["outcome"] == "ok" and r["output_tokens"] == 800
