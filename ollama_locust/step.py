@@ -31,7 +31,7 @@ import threading
 import time
 
 from ollama_locust import contract, options
-from ollama_locust.scenarios import plans, run_folder
+from ollama_locust.scenarios import plans, run_folder, secrets
 from ollama_locust.scenarios.progress import PREFIX
 from ollama_locust.simulator.profiles import DEFAULT_PROFILE
 
@@ -239,6 +239,8 @@ def _simulator(args):
 
 
 def run(args, passthrough: list[str]) -> int:
+    if secrets.has_credentials(args.host):
+        raise StepError(secrets.url_credentials_error(args.host))
     _resolve_defaults(args)
     _validate(args)
     with _simulator(args) as sim:
@@ -266,7 +268,7 @@ def run(args, passthrough: list[str]) -> int:
 
 def run_context(args) -> dict:
     """What only `step` knows, for run.json (the master writes it: one writer)."""
-    context: dict = {"command": ["ollama-locust", "step", *sys.argv[2:]] if sys.argv[1:2] == ["step"] else None}
+    context: dict = {"command": secrets.redact_argv(["ollama-locust", "step", *sys.argv[2:]]) if sys.argv[1:2] == ["step"] else None}
     if args.sim_config is not None:
         settings = dataclasses.asdict(args.sim_config)
         settings.pop("truth_log", None)

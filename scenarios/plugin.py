@@ -16,14 +16,13 @@ import json
 import logging
 import sys
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import gevent
 import locust
 from locust.runners import MasterRunner, WorkerRunner
 
 from ollama_locust import __version__, contract, options
-from ollama_locust.scenarios import plans, preflight, progress, run_folder
+from ollama_locust.scenarios import plans, preflight, progress, run_folder, secrets
 from ollama_locust.scenarios.record_sink import RecordBuffer, RecordSink
 from ollama_locust.scenarios.stepping import ShapeController
 from ollama_locust.scenarios.timeline import StageTimeline
@@ -40,16 +39,6 @@ def fail(message: str) -> None:
     sys.stderr.write(f"ollama-locust: {message}\n")
     sys.stderr.flush()
     sys.exit(contract.EXIT_BAD_INPUT)
-
-
-def redact_url(url: str | None) -> str | None:
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return url
 
 
 def plan_for(environment) -> list[plans.Stage] | None:
@@ -84,7 +73,7 @@ class RunOwner:
             "server_version": None,
             "tool_version": __version__,
             "locust_version": locust.__version__,
-            "command": list(sys.argv),
+            "command": secrets.redact_argv(list(sys.argv)),
             "warmup": None,
             "simulator": None,
             "run_dir": self.path,
@@ -110,7 +99,7 @@ class RunOwner:
         environment, plan = self.environment, self.plan
         return {
             "label": options.get(environment, "label"),
-            "host": redact_url(environment.host),
+            "host": secrets.redact_url(environment.host),
             "model": options.get(environment, "model"),
             "api": options.get(environment, "api"),
             "user_classes": sorted(cls.__name__ for cls in environment.user_classes),
@@ -281,6 +270,8 @@ def _setup_worker(environment) -> None:
 
 
 def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
+    if secrets.has_credentials(environment.host):
+        fail(secrets.url_credentials_error(environment.host))
     try:
         recorder = RunOwner(environment)
     except (plans.PlanError, run_folder.RunFolderError) as error:

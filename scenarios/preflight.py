@@ -15,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from ollama_locust import contract
+from ollama_locust.scenarios import secrets
 
 
 NO_HOST = "no target host: give --host (e.g. http://127.0.0.1:11434)"
@@ -39,7 +40,9 @@ def _same_model(wanted: str, available: str) -> bool:
 
 def api_key(env_var: str) -> str | None:
     """The bearer key for openai/gateway APIs: read from the environment only, never from options."""
-    return os.environ.get(env_var) or None if env_var else None
+    key = os.environ.get(env_var) or None if env_var else None
+    secrets.register(key)  # masked in everything stored from now on
+    return key
 
 
 @dataclass
@@ -139,7 +142,7 @@ def warm_up(host: str, model: str, api: str, *, key: str | None = None, timeout:
     e2e_ms = (time.perf_counter() - started) * 1000.0
     result = {"outcome": "ok" if answer.status == 200 else "http_error", "e2e_ms": round(e2e_ms, 3), "load_ms": None, "error": ""}
     if answer.status != 200:
-        result["error"] = f"HTTP {answer.status}: {answer.body[:200].decode(errors='replace')}"
+        result["error"] = secrets.mask(f"HTTP {answer.status}: {answer.body[:4096].decode(errors='replace')}")[:200]
         return result
     try:
         body = answer.json()

@@ -18,7 +18,7 @@ import gevent
 
 from ollama_locust import contract
 
-from ollama_locust.scenarios import request_metrics
+from ollama_locust.scenarios import request_metrics, secrets
 from ollama_locust.scenarios.clients.streams import Decoder, StreamError, error_text
 from ollama_locust.scenarios.clients.transport import Connection, TransportError
 
@@ -44,7 +44,7 @@ def classify_status(status: int) -> str:
 
 
 def _one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
+    text = " ".join(secrets.mask(text).split())  # masked before it is cut: no prefix of a key survives
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -15,6 +15,7 @@ import orjson
 from ollama_locust.scenarios.clients.base import exchange, html_page_message, new_record
 from ollama_locust.scenarios.clients.streams import DocumentDecoder, NDJSONDecoder, SSEDecoder
 from ollama_locust.scenarios.clients.transport import Connection
+from ollama_locust.scenarios import secrets
 from ollama_locust.scenarios.request_report import next_request_id
 
 _dumps = orjson.dumps
@@ -48,6 +49,7 @@ class LLMClient:
         self.conn = Connection(host, connect_timeout=connect_timeout)
         self._headers = {"Content-Type": "application/json", "Accept": self.accept, "User-Agent": "ollama-locust"}
         if api_key:
+            secrets.register(api_key)
             self._headers["Authorization"] = f"Bearer {api_key}"
 
     def __repr__(self) -> str:  # never shows the key

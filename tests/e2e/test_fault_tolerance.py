@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import psutil
@@ -26,6 +25,7 @@ from tests.e2e.helpers import (
     SIM_ARGS,
     assert_no_traceback,
     free_port,
+    locust,
     ollama_locust,
     only_run_dir,
     read_csv,
@@ -211,66 +211,7 @@ def test_bad_input_report_on_empty_folder(tmp_path):
 
 # 4. Hostile targets ------------------------------------------------------------------------------
 
-HOSTILE_SERVER = textwrap.dedent('''
-    import asyncio, json, sys
-
-    MODE, PORT = sys.argv[1], int(sys.argv[2])
-    TAGS = json.dumps({"models": [{"name": "llama3.2:latest", "model": "llama3.2:latest"}]}).encode()
-
-    async def handle(reader, writer):
-        try:
-            while True:
-                head = await reader.readuntil(b"\\r\\n\\r\\n")
-                lines = head.decode("latin-1").split("\\r\\n")
-                method, path = lines[0].split(" ")[:2]
-                length = 0
-                for line in lines[1:]:
-                    if line.lower().startswith("content-length:"):
-                        length = int(line.split(":", 1)[1])
-                if length:
-                    await reader.readexactly(length)
-                if method == "GET":
-                    body = TAGS if path == "/api/tags" else b'{"version": "0.0.0-hostile"}'
-                    writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Length: "
-                                 + str(len(body)).encode() + b"\\r\\n\\r\\n" + body)
-                    await writer.drain()
-                    continue
-                if MODE == "silent":
-                    await asyncio.sleep(3600)
-                elif MODE == "forever":
-                    writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/x-ndjson\\r\\nConnection: close\\r\\n\\r\\n")
-                    chunk = json.dumps({"model": "llama3.2", "message": {"role": "assistant", "content": "la "},
-                                        "done": False}).encode() + b"\\n"
-                    while True:
-                        writer.write(chunk)
-                        await writer.drain()
-                        await asyncio.sleep(0.05)
-                elif MODE == "bigline":
-                    writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/x-ndjson\\r\\nConnection: close\\r\\n\\r\\n")
-                    big = b'{"message": {"content": "' + b"x" * (5 * 1024 * 1024) + b'"}, "done": false}\\n'
-                    for i in range(0, len(big), 65536):
-                        writer.write(big[i:i + 65536])
-                        await writer.drain()
-                    writer.close()
-                    return
-                elif MODE == "garbage":
-                    body = b"<html>\\x00\\x01 garbage, not json at all }{\\n"
-                    writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/x-ndjson\\r\\nContent-Length: "
-                                 + str(len(body)).encode() + b"\\r\\n\\r\\n" + body)
-                    await writer.drain()
-        except Exception:
-            pass
-        finally:
-            writer.close()
-
-    async def main():
-        server = await asyncio.start_server(handle, "127.0.0.1", PORT)
-        print("listening", flush=True)
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(main())
-''')
+HOSTILE_SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile_server.py")
 
 
 @pytest.fixture
@@ -278,10 +219,9 @@ def hostile(tmp_path):
     procs = []
 
     def start(mode: str) -> str:
-        script = tmp_path / "hostile.py"
-        script.write_text(HOSTILE_SERVER)
+        """The hostile server in ``mode``; what reached it is logged to tmp_path/hostile.log."""
         port = free_port()
-        procs.append(subprocess.Popen([sys.executable, str(script), mode, str(port)],
+        procs.append(subprocess.Popen([sys.executable, HOSTILE_SERVER, mode, str(port), str(tmp_path / "hostile.log")],
                                       stdout=subprocess.DEVNULL, stderr=open(tmp_path / "hostile.err", "w")))
         _wait_listening(port)
         return f"http://127.0.0.1:{port}"
@@ -333,6 +273,13 @@ def test_api_key_never_written(tmp_path, sim_process):
     run_dir = only_run_dir(runs)
     records = read_csv(os.path.join(run_dir, "requests.csv"))
     assert any(r["outcome"] == "ok" and r["api"] == "openai" for r in records)
+    names = _assert_nowhere(secret, run_dir, result)
+    for expected in ("run.json", "requests.csv", "locust.log", "results.md", "locust_report.html", "locust_stats.csv"):
+        assert expected in names, names
+
+
+def _assert_nowhere(secret: str, run_dir, result) -> set[str]:
+    """``secret`` is in no file of the run folder nor in the command's output; returns the file names."""
     assert secret not in result.out and secret not in result.err
     names = set()
     for folder, _dirs, files in os.walk(run_dir):
@@ -340,8 +287,52 @@ def test_api_key_never_written(tmp_path, sim_process):
             names.add(name)
             with open(os.path.join(folder, name), "rb") as handle:
                 assert secret.encode() not in handle.read(), name
-    for expected in ("run.json", "requests.csv", "locust.log", "results.md", "locust_report.html", "locust_stats.csv"):
+    return names
+
+
+def test_api_key_echoed_by_target_is_masked(tmp_path, hostile):
+    """A target that echoes the key in its 401 body: the key is masked in every stored error text."""
+    secret = "sk-echoed-4f9a7c"
+    url = hostile("echo401")
+    runs = tmp_path / "runs"
+    result = run(ollama_locust("step", "--host", url, "--api", "openai", "--users", "2", "--step-time", "3s",
+                               "--out", str(runs), *LOAD), tmp_path, timeout=90, env={"OLLAMA_LOCUST_API_KEY": secret})
+    assert_no_traceback(result)
+    assert result.code == 0, result.text[-3000:]
+    seen = [json.loads(line) for line in open(tmp_path / "hostile.log")]
+    assert any(secret in (entry["authorization"] or "") for entry in seen)  # it was sent, and echoed back
+    run_dir = only_run_dir(runs)
+    records = read_csv(os.path.join(run_dir, "requests.csv"))
+    failed = [r for r in records if r["outcome"] == "http_error"]
+    assert failed and all("invalid credentials: Bearer ***" in r["error"] for r in failed), records[:3]
+    info = json.load(open(os.path.join(run_dir, "run.json")))
+    assert "***" in info["warmup"]["error"], info["warmup"]
+    names = _assert_nowhere(secret, run_dir, result)
+    for expected in ("run.json", "requests.csv", "locust.log", "results.md", "results.json", "locust_report.html",
+                     "locust_failures.csv"):
         assert expected in names, names
+
+
+@pytest.mark.parametrize("launcher", ["step", "locust"])
+def test_host_with_credentials_refused(tmp_path, sim_process, launcher):
+    """``--host http://user:pw@...``: refused in one line (exit 2) before anything is written."""
+    sim = sim_process("--profile", "instant")
+    host = sim.url.replace("http://", "http://alice:pw-s3cret@")
+    runs = tmp_path / "runs"
+    if launcher == "step":
+        command = ollama_locust("step", "--host", host, "--users", "1", "--step-time", "2s", "--out", str(runs), *LOAD)
+    else:
+        command = locust("--headless", "--host", host, "--run-dir", str(runs / "r"), "--steps", "1",
+                         "--step-time", "2s", *LOAD)
+    result = run(command, tmp_path, timeout=60)
+    assert_no_traceback(result)
+    assert result.code == 2, result.text[-3000:]
+    lines = [line for line in result.err.splitlines() if line.startswith("ollama-locust")]
+    assert len(lines) == 1, result.err  # (plain locust logs its "Starting Locust" line first)
+    line = lines[0]
+    assert "credentials in the URL" in line and "pw-s3cret" not in line, line
+    assert "pw-s3cret" not in result.text
+    assert not runs.exists() or not any(runs.iterdir())
 
 
 # The table in the docs ---------------------------------------------------------------------------
