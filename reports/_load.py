@@ -18,7 +18,7 @@ from ollama_locust import contract
 from ._errors import ReportError
 
 # The requests.csv columns the report uses, and how to read them.
-_STR_COLUMNS = ("user_class", "outcome", "error", "api", "settle")
+_STR_COLUMNS = ("user_class", "outcome", "error", "api", "settle", "bad_counts")
 _NUM_COLUMNS = (
     "stage", "stage_users", "start_time", "http_status", "ttft_ms", "e2e_ms", "output_tokens",
     "tokens_per_s", "load_ms", "prompt_eval_ms", "eval_ms", "server_total_ms", "queue_wait_ms",
@@ -176,6 +176,7 @@ def read_requests(file: str, gaps: list[str]):
         if c not in frame.columns:
             frame[c] = pd.Series(np.nan, index=frame.index, dtype="float64") if c in _NUM_COLUMNS \
                 else pd.Series(pd.Categorical([""] * n))
+    _note_bad_counts(frame, gaps)
     missing = [c for c in ("stage", "outcome", "e2e_ms") if c not in present]
     if missing:
         gaps.append("requests.csv has no " + ", ".join(missing) + " column: those numbers are missing")
@@ -185,6 +186,15 @@ def read_requests(file: str, gaps: list[str]):
         frame["outcome"] = frame["outcome"].astype(object).fillna("").astype(str).astype("category")
     frame["stage"] = frame["stage"].fillna(-1)
     return frame
+
+
+def _note_bad_counts(frame, gaps: list[str]) -> None:
+    """One gap for the records whose reported token counts were not non-negative integers."""
+    bad = frame["bad_counts"].astype(object).fillna("").astype(str)
+    bad = bad[bad != ""]
+    if len(bad):
+        gaps.append(f"{len(bad)} requests reported token counts that are not non-negative integers "
+                    f"(e.g. {bad.iloc[0]}): ignored, their output tokens were counted from the content chunks")
 
 
 def _truthy(series):

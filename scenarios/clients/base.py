@@ -94,6 +94,8 @@ def fill_metrics(record: dict, t_sent: float, t_end: float, decoder: Decoder | N
     record["done_reason"] = decoder.done_reason
     if decoder.final is not None:
         record.update(request_metrics.server_split(decoder.final))
+    if decoder.bad_counts:
+        record["bad_counts"] = " ".join(decoder.bad_counts)
 
 
 def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: dict,
@@ -194,7 +196,10 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
     except Exception as exc:  # a bug or an unexpected library error: still one record, never an escape
         t_end = _perf()
         conn.close()
-        fill_metrics(record, t_sent, t_end, decoder)
+        try:
+            fill_metrics(record, t_sent, t_end, decoder)
+        except Exception:  # the metrics are what failed: the record keeps its latency only
+            record["e2e_ms"] = request_metrics.e2e_ms(t_sent, t_end)
         record["outcome"] = contract.STREAM_ERROR if record["http_status"] else contract.HTTP_ERROR
         record["error"] = _one_line(f"{type(exc).__name__}: {exc}")
         return ""

@@ -42,6 +42,19 @@ def error_text(value) -> str:
     return " ".join(str(value).split())
 
 
+def count(value, name: str, bad: list[str]):
+    """A token count the server reported, when it is a non-negative integer; else None, and
+    ``name='value'`` is noted in ``bad`` (the record's ``bad_counts``: ignored, tokens estimated)."""
+    if value is None:
+        return None
+    if type(value) is int and value >= 0:
+        return value
+    if type(value) is float and value >= 0 and value.is_integer():
+        return int(value)
+    bad.append(f"{name}={_snippet(orjson.dumps(value), 20)}")
+    return None
+
+
 def dig(obj, path: tuple[str, ...]):
     """Follow a dotted path (already split) through dicts and lists (numeric parts index lists)."""
     for part in path:
@@ -74,6 +87,7 @@ class Decoder:
         self.completion_tokens: int | None = None
         self.prompt_tokens: int | None = None
         self.streamed = True
+        self.bad_counts: list[str] = []  # reported counts that were not non-negative integers (ignored)
         self._tail = b""
 
     @property
@@ -159,12 +173,14 @@ class NDJSONDecoder(Decoder):
                 self.done = True
                 self.final = obj
                 self.done_reason = obj.get("done_reason")
-                count = obj.get("eval_count")
-                if count is not None:
-                    self.completion_tokens = count
-                elif self.chunks == 0 and "total_duration" in obj:
+                reported = count(obj.get("eval_count"), "eval_count", self.bad_counts)
+                if reported is not None:
+                    self.completion_tokens = reported
+                elif self.chunks == 0 and "total_duration" in obj and "eval_count" not in obj:
                     self.completion_tokens = 0  # omitempty: metrics reported, eval_count 0 left out
-                self.prompt_tokens = obj.get("prompt_eval_count", 0 if "total_duration" in obj else None)
+                prompt = count(obj.get("prompt_eval_count"), "prompt_eval_count", self.bad_counts)
+                self.prompt_tokens = prompt if prompt is not None else (
+                    0 if "total_duration" in obj and "prompt_eval_count" not in obj else None)
                 return True
         return self.done
 
@@ -246,10 +262,12 @@ class SSEDecoder(Decoder):
                         self.done_reason = reason
         usage = obj.get("usage")
         if type(usage) is dict:
-            if usage.get("completion_tokens") is not None:
-                self.completion_tokens = usage["completion_tokens"]
-            if usage.get("prompt_tokens") is not None:
-                self.prompt_tokens = usage["prompt_tokens"]
+            completion = count(usage.get("completion_tokens"), "completion_tokens", self.bad_counts)
+            if completion is not None:
+                self.completion_tokens = completion
+            prompt = count(usage.get("prompt_tokens"), "prompt_tokens", self.bad_counts)
+            if prompt is not None:
+                self.prompt_tokens = prompt
 
 
 class DocumentDecoder(Decoder):
@@ -306,13 +324,17 @@ class DocumentDecoder(Decoder):
         if type(obj) is dict:
             if any(key in obj for key in ("total_duration", "eval_duration")):
                 self.final = obj
-                self.completion_tokens = obj.get("eval_count", 0)
-                self.prompt_tokens = obj.get("prompt_eval_count", 0)
+                reported = count(obj.get("eval_count", 0), "eval_count", self.bad_counts)
+                self.completion_tokens = reported
+                prompt = count(obj.get("prompt_eval_count", 0), "prompt_eval_count", self.bad_counts)
+                self.prompt_tokens = prompt
                 self.done_reason = obj.get("done_reason")
             usage = obj.get("usage")
             if type(usage) is dict:
-                self.completion_tokens = usage.get("completion_tokens", self.completion_tokens)
-                self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
+                completion = count(usage.get("completion_tokens"), "completion_tokens", self.bad_counts)
+                self.completion_tokens = completion if completion is not None else self.completion_tokens
+                prompt = count(usage.get("prompt_tokens"), "prompt_tokens", self.bad_counts)
+                self.prompt_tokens = prompt if prompt is not None else self.prompt_tokens
                 choice = dig(obj, ("choices", "0"))
                 if type(choice) is dict and choice.get("finish_reason"):
                     self.done_reason = choice["finish_reason"]

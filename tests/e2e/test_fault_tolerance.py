@@ -260,6 +260,29 @@ def test_hostile_target(tmp_path, hostile, mode, outcomes):
     assert os.path.exists(os.path.join(run_dir, "results.md"))
 
 
+@pytest.mark.parametrize("api", ["ollama-chat", "openai"])
+def test_malformed_counts_keep_every_record(tmp_path, hostile, api):
+    """eval_count "n/a" / negative, completion_tokens "two": every request is still one ok record, with
+    its tokens estimated from the chunks, and the report says so once in its gaps."""
+    url = hostile("badcount")
+    runs = tmp_path / "runs"
+    result = run(ollama_locust("step", "--host", url, "--api", api, "--users", "2", "--step-time", "3s",
+                               "--out", str(runs), *LOAD), tmp_path, timeout=90)
+    assert_no_traceback(result)
+    assert result.code == 0, result.text[-3000:]
+    run_dir = only_run_dir(runs)
+    records = read_csv(os.path.join(run_dir, "requests.csv"))
+    posts = [e for e in map(json.loads, open(tmp_path / "hostile.log")) if e["method"] == "POST"]
+    assert len(records) == len(posts) - 1  # every request the target saw is a record (but the warm-up)
+    assert len(records) > 10, len(records)
+    assert {r["outcome"] for r in records} == {"ok"}, {(r["outcome"], r["error"]) for r in records}
+    assert all(r["output_tokens"] == "3" and r["tokens_estimated"] == "True" and r["bad_counts"] for r in records)
+    assert all(not r["prompt_tokens"] or int(r["prompt_tokens"]) >= 0 for r in records)
+    report = open(os.path.join(run_dir, "results.md")).read()
+    assert report.count("not non-negative integers") == 1, report
+    assert "-8" not in report and "−8" not in report
+
+
 # 5. Secrets --------------------------------------------------------------------------------------
 
 def test_api_key_never_written(tmp_path, sim_process):
