@@ -60,8 +60,12 @@ def html_page_message(path: str) -> str:
     return f"the server answered an HTML page for {path}, not the LLM API (check --host / --gateway-path)"
 
 
-def error_message(status: int, content_type: str, body: bytes, path: str) -> str:
-    """One line for a non-2xx reply: the server's own error text when it gave one."""
+def error_message(status: int, content_type: str, body: bytes, path: str, location=None) -> str:
+    """One line for a non-2xx reply: the server's own error text when it gave one. Redirects are not
+    followed (by the preflight neither), so credentials never go to another address."""
+    if 300 <= status < 400:
+        where = f" to {secrets.redact_url(location)}" if isinstance(location, str) and location else ""
+        return _one_line(f"HTTP {status}: a redirect{where}, not followed; give the final URL as --host")
     if _looks_html(content_type, body):
         return f"HTTP {status}: {html_page_message(path)}"
     text = body.decode("utf-8", "replace").strip()
@@ -125,7 +129,7 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
             t_end = _perf()
             response.release()
             record["outcome"] = classify_status(status)
-            record["error"] = error_message(status, content_type, raw, path)
+            record["error"] = error_message(status, content_type, raw, path, response.headers.get("location"))
             return ""
         chosen = choose_decoder(response.content_type)
         if isinstance(chosen, str):

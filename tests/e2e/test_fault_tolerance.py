@@ -283,6 +283,45 @@ def test_malformed_counts_keep_every_record(tmp_path, hostile, api):
     assert "-8" not in report and "−8" not in report
 
 
+@pytest.mark.parametrize("mode,expected", [
+    ("ssh", "does not speak HTTP as expected (not an HTTP status line: 'SSH-2.0-OpenSSH"),
+    ("closeheaders", "the warm-up request failed"),
+])
+def test_preflight_and_warmup_survive_any_http_failure(tmp_path, hostile, mode, expected):
+    """A port that answers an SSH banner (preflight), a server that closes after the headers (warm-up)."""
+    url = hostile(mode)
+    runs = tmp_path / "runs"
+    result = run(ollama_locust("step", "--host", url, "--users", "1", "--step-time", "2s", "--out", str(runs), *LOAD),
+                 tmp_path, timeout=60)
+    line = _one_line_exit_2(result)
+    assert expected in line and url in line, line
+
+
+@pytest.mark.parametrize("where", ["preflight", "load"])
+def test_redirect_not_followed(tmp_path, hostile, where):
+    """A 302 to another origin: the preflight refuses it in one line; the load records it as http_error;
+    nothing (and so no key) reaches the other origin."""
+    secret = "sk-redirect-77aa"
+    url = hostile("redirect")
+    runs = tmp_path / "runs"
+    skip = ["--skip-preflight", "--skip-warmup"] if where == "load" else []
+    result = run(ollama_locust("step", "--host", url, "--api", "openai", "--users", "2", "--step-time", "3s",
+                               "--out", str(runs), *skip, *LOAD), tmp_path, timeout=90,
+                 env={"OLLAMA_LOCUST_API_KEY": secret})
+    if where == "preflight":
+        line = _one_line_exit_2(result)
+        assert "HTTP 302 (a redirect to http://127.0.0.1:" in line and "not followed" in line, line
+    else:
+        assert_no_traceback(result)
+        assert result.code == 0, result.text[-3000:]
+        records = read_csv(os.path.join(only_run_dir(runs), "requests.csv"))
+        done = [r for r in records if r["outcome"] != "cut_short"]
+        assert done and {r["outcome"] for r in done} == {"http_error"}
+        assert all("HTTP 302: a redirect to http://127.0.0.1:" in r["error"] and "not followed" in r["error"] for r in done)
+    seen = [json.loads(line) for line in open(tmp_path / "hostile.log")]
+    assert seen and all(entry["port"] != -1 for entry in seen), seen  # -1: the other origin
+
+
 # 5. Secrets --------------------------------------------------------------------------------------
 
 def test_api_key_never_written(tmp_path, sim_process):
