@@ -16,6 +16,7 @@ import orjson
 
 MAX_LINE = 1 << 20  # 1 MiB: a longer line is a stream_error, and memory stays bounded
 MAX_DOCUMENT = 16 << 20  # a non-streamed JSON reply larger than this is a stream_error
+MAX_REPLY_TEXT = 1 << 20  # characters of reply text kept per request (chunks beyond it are counted, not kept)
 
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
@@ -88,6 +89,7 @@ class Decoder:
         self.prompt_tokens: int | None = None
         self.streamed = True
         self.bad_counts: list[str] = []  # reported counts that were not non-negative integers (ignored)
+        self.text_size = 0  # characters of content kept in ``parts`` (at most MAX_REPLY_TEXT)
         self._tail = b""
 
     @property
@@ -106,7 +108,10 @@ class Decoder:
         return lines
 
     def _content(self, content, now: float) -> None:
-        self.parts.append(content)
+        if self.text_size < MAX_REPLY_TEXT:
+            content = content[: MAX_REPLY_TEXT - self.text_size]
+            self.parts.append(content)
+            self.text_size += len(content)
         self.chunks += 1
         if self.t_first is None:
             self.t_first = now
@@ -201,6 +206,7 @@ class SSEDecoder(Decoder):
         super().__init__(max_line)
         self.path = path
         self._data: list[bytes] = []
+        self._data_size = 0
 
     def feed(self, data: bytes, now: float) -> bool:
         for line in self._lines(data):
@@ -212,6 +218,7 @@ class SSEDecoder(Decoder):
                 if self._data:
                     payload = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
                     self._data = []
+                    self._data_size = 0
                     self._event(payload, now)
                 continue
             if line[:5] == b"data:":
@@ -223,6 +230,9 @@ class SSEDecoder(Decoder):
                     self.done = True
                     return True
                 self._data.append(value)
+                self._data_size += len(value)
+                if self._data_size > self.max_line:
+                    raise StreamError(f"an event's data is longer than {self.max_line} bytes")
             # ':' comments and other fields (event, id, retry) carry nothing we measure
         return self.done
 

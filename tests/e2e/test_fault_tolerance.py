@@ -322,6 +322,41 @@ def test_redirect_not_followed(tmp_path, hostile, where):
     assert seen and all(entry["port"] != -1 for entry in seen), seen  # -1: the other origin
 
 
+PEAK_RSS_LIMIT_MB = 400  # a locust process starts at ~60-90 MB; the unbounded reads grew it to 6.1 GB in 12 s
+
+
+@pytest.mark.parametrize("mode,outcomes,error", [
+    ("fastheaders", {"http_error"}, "response headers longer than 65536 bytes"),
+    ("faststream", {"timeout"}, "reply not finished within 4s (--request-timeout)"),
+])
+def test_fast_hostile_target_bounded(tmp_path, hostile, mode, outcomes, error):
+    """Endless header lines / NDJSON as fast as the socket takes them: every request ends within its limit
+    + 1 s, and the load process's memory stays bounded (its peak RSS is sampled every 0.1 s)."""
+    url = hostile(mode)
+    runs = tmp_path / "runs"
+    args = ["--host", url, "--users", "2", "--step-time", "6s", "--out", str(runs), "--first-token-timeout", "2",
+            "--request-timeout", "4", "--skip-warmup", *LOAD]
+    peak = 0
+    with running_step(args, tmp_path) as proc:
+        step = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                for child in step.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        peak = max(peak, child.memory_info().rss)
+            time.sleep(0.1)
+        finish_cleanly(proc, tmp_path)
+    peak_mb = peak / 2**20
+    records = read_csv(os.path.join(only_run_dir(runs), "requests.csv"))
+    longest = max((float(r["e2e_ms"]) for r in records), default=0.0)
+    print(f"{mode}: peak RSS of the locust process {peak_mb:.0f} MB; {len(records)} requests, the longest {longest:.0f} ms")
+    assert 0 < peak_mb < PEAK_RSS_LIMIT_MB, peak_mb
+    done = [r for r in records if r["outcome"] != "cut_short"]
+    assert done and {r["outcome"] for r in done} <= outcomes, {(r["outcome"], r["error"][:80]) for r in done}
+    assert all(error in r["error"] for r in done), {r["error"] for r in done}
+    assert all(float(r["e2e_ms"]) < 4000 + 1000 for r in records), max(float(r["e2e_ms"]) for r in records)
+
+
 # 5. Secrets --------------------------------------------------------------------------------------
 
 def test_api_key_never_written(tmp_path, sim_process):
