@@ -104,4 +104,5 @@ WORKER_LOG_FILE = "worker-{index}.log"
 # plugin runs): 0 the run completed (thresholds are findings, not errors).
 EXIT_BAD_INPUT = 2  # bad input or an unusable target: one line on stderr
 EXIT_SLO_FAILED = 3  # `step --fail-on-slo` and a step failed the thresholds
+EXIT_WRITE_FAILED = 4  # the run folder could not be written (a full disk): the run stopped, the report says what is missing
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: the report of what ran is still written

@@ -11,7 +11,8 @@ It parses only its own orchestration flags; every other option (``--model``, ``-
 4. shows the live progress line, and finally writes and prints the report.
 
 Exit codes: 0 the run completed (thresholds are findings, not errors); 2 bad input or an unusable
-target; 3 with ``--fail-on-slo`` when a step failed the thresholds; 130 interrupted (the report of what
+target; 3 with ``--fail-on-slo`` when a step failed the thresholds; 4 the run folder could not be written
+(a full disk: the run stopped, the report says what is missing); 130 interrupted (the report of what
 ran is still written).
 """
 
@@ -109,10 +110,22 @@ def worker_command(master_port: int, passthrough: list[str]) -> list[str]:
 
 
 def _pump(stream, log_path: str, echo: bool) -> None:
-    with open(log_path, "a", encoding="utf-8") as log:
+    """Copy a locust process's output to its log (and the progress lines to the terminal). A log that
+    cannot be written (a full disk) stops the copy, never the draining: the process must not block."""
+    try:
+        log = open(log_path, "a", encoding="utf-8")
+    except OSError:
+        log = None
+    with log if log is not None else contextlib.nullcontext():
         for line in iter(stream.readline, ""):
-            log.write(line)
-            log.flush()
+            if log is not None:
+                try:
+                    log.write(line)
+                    log.flush()
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        log.close()
+                    log = None
             if echo and line.startswith(PREFIX):
                 print(line.rstrip("\n"), flush=True)
             elif echo and line.startswith("ollama-locust:"):  # the plugin's one-line bad-input message
@@ -282,7 +295,14 @@ def _report(run_dir: str) -> bool:
     """Write and print the report; True when a step failed the thresholds."""
     from ollama_locust import reports
 
-    report = reports.write_report(run_dir)
+    try:
+        report = reports.write_report(run_dir)
+    except reports.ReportError:  # a full disk: without the plots the report may still fit
+        try:
+            report = reports.write_report(run_dir, plots=False)
+        except reports.ReportError as error:
+            print(f"ollama-locust: {error}", file=sys.stderr)
+            return False
     conclusion = report.data.get("conclusion") or {}
     print()
     print(report.table_markdown)

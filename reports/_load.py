@@ -188,6 +188,20 @@ def read_requests(file: str, gaps: list[str]):
     return frame
 
 
+def _note_unwritten(run: dict, gaps: list[str]) -> None:
+    """The load side could not write every record (a full disk): say how many are missing."""
+    lost = run.get("records_unwritten")
+    if isinstance(lost, int) and not isinstance(lost, bool) and lost > 0:
+        total = run.get("requests")
+        of = f" of {total}" if isinstance(total, int) else ""
+        gaps.insert(0, f"records incomplete: {lost}{of} requests could not be written to requests.csv "
+                       f"({run.get('write_error') or 'write error'}); they are lost, and every number below undercounts")
+    elif run.get("write_error"):
+        total = run.get("requests")
+        gaps.insert(0, f"the run was stopped early by a write error ({run['write_error']}); the "
+                       f"{total if isinstance(total, int) else ''} records it made were all written in the end (0 lost)")
+
+
 def _note_bad_counts(frame, gaps: list[str]) -> None:
     """One gap for the records whose reported token counts were not non-negative integers."""
     bad = frame["bad_counts"].astype(object).fillna("").astype(str)
@@ -269,6 +283,7 @@ def load_run(path: str) -> RunFolder:
         )
     if has_requests:
         folder.run = read_run_json(path, folder.gaps)
+        _note_unwritten(folder.run, folder.gaps)
         folder.requests = read_requests(requests_file, folder.gaps)
         folder.stages = read_stages(path, folder.gaps)
         if folder.stages is None:

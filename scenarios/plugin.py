@@ -80,6 +80,8 @@ class RunOwner:
             **self.context(),
         }
         self.write_info()
+        self.reserve = run_folder.reserve(self.path)  # freed on a full disk: room for run.json and the report
+        self.write_failed = False
 
     def context(self) -> dict:
         """What the launcher (``ollama-locust step``) knows and the master cannot: ``--run-context``."""
@@ -130,7 +132,32 @@ class RunOwner:
         self.write_info()
 
     def write_info(self) -> None:
-        run_folder.write_json(f"{self.path}/{contract.RUN_FILE}", self.info)
+        try:
+            run_folder.write_json(f"{self.path}/{contract.RUN_FILE}", self.info)
+        except OSError as error:
+            if getattr(self, "write_failed", None) is None:  # the first write, at start-up: a bad run folder
+                raise run_folder.RunFolderError(f"cannot write {self.path}/{contract.RUN_FILE} ({error.strerror or error})") from None
+            self.on_write_error(f"{contract.RUN_FILE}", error.strerror or str(error))
+
+    def flush(self) -> None:
+        """Write the pending records; a write error (a full disk) stops the run (once)."""
+        if not self.sink.flush():
+            self.on_write_error(contract.REQUESTS_FILE, self.sink.write_error)
+
+    def on_write_error(self, name: str, why: str | None) -> None:
+        if self.write_failed:
+            return
+        self.write_failed = True
+        self.info["write_error"] = f"{name}: {why}"
+        run_folder.release(self.reserve)  # room for run.json and the report of what ran
+        self.reserve = None
+        sys.stderr.write(f"ollama-locust: cannot write {self.path}/{name} ({why}); stopping the run: the records not "
+                         "written yet are kept in memory and retried at the end, the report says how many are missing\n")
+        sys.stderr.flush()
+        self.environment.process_exit_code = contract.EXIT_WRITE_FAILED
+        _quiet_locust_files(self.environment)
+        if not self.closed:
+            gevent.spawn(self.runner.quit)
 
     def check_target(self) -> None:
         environment = self.environment
@@ -171,7 +198,7 @@ class RunOwner:
     def flush_loop(self) -> None:
         while not self.closed:
             gevent.sleep(FLUSH_INTERVAL_S)
-            self.sink.flush()
+            self.flush()
             self.note_missing_workers()
 
     def note_missing_workers(self) -> None:
@@ -232,14 +259,40 @@ class RunOwner:
             self.note_missing_workers()
         self.timeline.finish(time.time())
         self.closed = True
+        self.flush()  # the last try of what a full disk held back
         self.sink.close()
         self.info.update(ended_at=time.time(), interrupted=self.interrupted, requests=self.sink.total)
+        if self.write_failed or self.sink.unwritten:
+            self.info["records_unwritten"] = self.sink.unwritten
+            self.info.setdefault("write_error", f"{contract.REQUESTS_FILE}: {self.sink.write_error}")
+        run_folder.release(self.reserve)
         if controller is not None and controller.failed_stage is not None:
             self.info["stopped_on_failure"] = {"stage": controller.failed_stage, "reason": controller.failure_reason}
         self.write_info()
-        if self.interrupted:
+        if self.interrupted and not self.write_failed:
             self.environment.process_exit_code = contract.EXIT_INTERRUPTED
+        if self.sink.unwritten:
+            sys.stderr.write(f"ollama-locust: {self.sink.unwritten} of {self.sink.total} records could not be written to "
+                             f"{self.path}/{contract.REQUESTS_FILE} ({self.sink.write_error}); they are lost\n")
         print(f"{progress.PREFIX} run folder: {self.path} ({self.sink.total} requests)", flush=True)
+
+
+def _quiet_locust_files(environment) -> None:
+    """The disk is full: Locust's HTML report is not attempted (it would fail with a traceback before the
+    run is finalised) and closing its CSV files may fail quietly; the records and run.json go first."""
+    parsed = environment.parsed_options
+    if parsed is not None and getattr(parsed, "html_file", None):
+        parsed.html_file = None
+    writer = getattr(environment, "stats_csv_writer", None)
+    close = getattr(writer, "close_files", None)
+    if close is not None:
+        def close_files() -> None:
+            try:
+                close()
+            except OSError:
+                pass
+
+        writer.close_files = close_files
 
 
 def _setup_worker(environment) -> None:

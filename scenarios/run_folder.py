@@ -47,3 +47,28 @@ def read_json(path: str) -> dict:
             return json.load(handle)
     except (OSError, ValueError):
         return {}
+
+
+RESERVE_FILE = ".space-reserve"
+RESERVE_BYTES = 32 * 1024
+
+
+def reserve(path: str, size: int = RESERVE_BYTES) -> str | None:
+    """Hold ``size`` bytes of the run folder's disk in a file, freed by :func:`release` when the disk is
+    full, so that run.json and the report of what ran still fit. None when even that cannot be written."""
+    file = os.path.join(path, RESERVE_FILE)
+    try:
+        with open(file, "wb") as handle:
+            handle.write(b"\0" * size)
+        return file
+    except OSError:
+        release(file)
+        return None
+
+
+def release(file: str | None) -> None:
+    if file:
+        try:
+            os.remove(file)
+        except OSError:
+            pass

@@ -29,6 +29,7 @@ from tests.e2e.helpers import (
     ollama_locust,
     only_run_dir,
     read_csv,
+    read_truth,
     run,
 )
 
@@ -355,6 +356,57 @@ def test_fast_hostile_target_bounded(tmp_path, hostile, mode, outcomes, error):
     assert done and {r["outcome"] for r in done} <= outcomes, {(r["outcome"], r["error"][:80]) for r in done}
     assert all(error in r["error"] for r in done), {r["error"] for r in done}
     assert all(float(r["e2e_ms"]) < 4000 + 1000 for r in records), max(float(r["e2e_ms"]) for r in records)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KiB tmpfs (needs root to mount; skipped otherwise)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_disk_full_stops_cleanly_and_says_records_are_missing(tmp_path, sim_process, tiny_disk):
+    """A 64 KiB tmpfs as --out: one line, exit 4, no traceback; requests.csv holds whole rows only; run.json
+    and the report say how many records were lost, and written + lost = what the simulator served."""
+    truth = tmp_path / "truth.jsonl"
+    sim = sim_process(*SIM_ARGS, "--truth-log", str(truth))
+    result = run(ollama_locust("step", "--host", sim.url, "--users", "4", "--step-time", "20s", "--out", str(tiny_disk),
+                               *LOAD), tmp_path, timeout=120)
+    assert_no_traceback(result)
+    assert result.code == 4, result.text[-3000:]
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert lines and "cannot write" in lines[0] and "No space left on device" in lines[0], result.err
+    assert len(lines) <= 3, result.err  # the stop, the records lost at the end, a report that did not fit
+    run_dir = only_run_dir(tiny_disk)
+    with open(os.path.join(run_dir, "requests.csv"), "rb") as handle:
+        raw = handle.read()
+    assert raw.endswith(b"\r\n")  # whole rows only
+    written = read_csv(os.path.join(run_dir, "requests.csv"))
+    info = json.load(open(os.path.join(run_dir, "run.json")))
+    lost = info["records_unwritten"]  # often 0: the retry at the end found room (the freed reserve)
+    assert info["write_error"] == "requests.csv: No space left on device", info
+    assert info["requests"] == len(written) + lost
+    served = read_truth(truth)
+    ended = [r for r in written if r["outcome"] != "cut_short"]
+    assert len(ended) <= len(served) <= len(written) + lost + 4, (len(written), lost, len(served))
+    stopped_after = max(float(r["start_time"]) for r in written) - min(float(r["start_time"]) for r in written)
+    assert stopped_after < 15, stopped_after  # stopped at the first failed write, not at the end of the 20 s step
+    report = os.path.join(run_dir, "results.md")
+    print(f"disk full: {len(written)} records written, {lost} lost, {len(served)} served by the simulator, "
+          f"stopped after {stopped_after:.1f} s; results.md written: {os.path.exists(report)}")
+    if os.path.exists(report):
+        text = open(report).read()
+        if lost:
+            assert f"records incomplete: {lost} of {info['requests']} requests could not be written" in text
+        else:
+            assert "stopped early by a write error (requests.csv: No space left on device)" in text, text
 
 
 # 5. Secrets --------------------------------------------------------------------------------------
