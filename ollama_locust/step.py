@@ -259,7 +259,7 @@ def run(args, passthrough: list[str]) -> int:
     with _simulator(args) as sim:
         host = sim.url if sim is not None else (args.host or "http://127.0.0.1:11434")
         args.sim_url = sim.url if sim is not None else None
-        run_dir = run_folder.prepare(run_folder.default_path(args.load.get("label") or "step", args.out))
+        run_dir = run_folder.create_unique(args.load.get("label") or "step", args.out)
         print(f"{PREFIX} target {host} (model {_load_value(args, 'model')}, {_load_value(args, 'api')}); "
               f"steps {_load_value(args, 'steps')} users x {_load_value(args, 'step_time')}; run folder {run_dir}", flush=True)
         code = run_locust(args, passthrough, host, run_dir)

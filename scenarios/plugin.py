@@ -53,8 +53,8 @@ class RunOwner:
         self.environment = environment
         self.runner = environment.runner
         self.plan = plan_for(environment)
-        self.path = run_folder.prepare(options.get(environment, "run_dir")
-                                       or run_folder.default_path(options.get(environment, "label")))
+        run_dir = options.get(environment, "run_dir")
+        self.path = run_folder.prepare(run_dir) if run_dir else run_folder.create_unique(options.get(environment, "label"))
         self.timeline = StageTimeline(f"{self.path}/{contract.STAGES_FILE}")
         self.sink = RecordSink(f"{self.path}/{contract.REQUESTS_FILE}", self.timeline)
         self.controller: ShapeController | None = None

@@ -409,6 +409,35 @@ def test_disk_full_stops_cleanly_and_says_records_are_missing(tmp_path, sim_proc
             assert "stopped early by a write error (requests.csv: No space left on device)" in text, text
 
 
+def test_two_runs_started_together_never_share_a_folder(tmp_path, sim_process):
+    """Two step runs with the same --out started at the same moment: two folders, each with its own target's
+    records (the simulators' truth logs as referees)."""
+    sims = [sim_process(*SIM_ARGS, "--truth-log", str(tmp_path / f"truth{i}.jsonl")) for i in (0, 1)]
+    runs = tmp_path / "runs"
+    procs = [subprocess.Popen(ollama_locust("step", "--host", sim.url, "--users", "1", "--step-time", "3s",
+                                            "--out", str(runs), *LOAD), cwd=tmp_path,
+                              stdout=open(tmp_path / f"step{i}.out", "w"), stderr=open(tmp_path / f"step{i}.err", "w"))
+             for i, sim in enumerate(sims)]
+    try:
+        for i, proc in enumerate(procs):
+            finish_cleanly(proc, tmp_path, name=f"step{i}")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                kill_tree(proc)
+    folders = sorted(os.listdir(runs))
+    assert len(folders) == 2, folders
+    by_host = {}
+    for folder in folders:
+        info = json.load(open(runs / folder / "run.json"))
+        by_host[info["host"]] = read_csv(runs / folder / "requests.csv")
+    assert set(by_host) == {sim.url for sim in sims}
+    for i, sim in enumerate(sims):
+        served = {r["client_request_id"] for r in read_truth(tmp_path / f"truth{i}.jsonl")}
+        records = by_host[sim.url]
+        assert records and {r["request_id"] for r in records if r["outcome"] == "ok"} <= served
+
+
 # 5. Secrets --------------------------------------------------------------------------------------
 
 def test_api_key_never_written(tmp_path, sim_process):
