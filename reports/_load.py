@@ -100,6 +100,11 @@ def read_csv_complete(path: str, what: str, gaps: list[str], **kwargs):
             return None
         with open(path, "rb") as fh:
             source = io.BufferedReader(_UpTo(fh, length), 1 << 20) if truncated else fh
+            readable = _readable_rows(path, length, what, gaps)
+            if readable is not None:  # damaged rows: parse only the rows that can be read
+                fh = io.BytesIO(readable)
+                length = len(readable)
+                source = fh
             try:
                 return pd.read_csv(source, **kwargs)
             except (ValueError, pd.errors.ParserError):
@@ -120,6 +125,46 @@ def read_csv_complete(path: str, what: str, gaps: list[str], **kwargs):
         return None
     except pd.errors.EmptyDataError:
         return None
+
+
+def _readable_rows(path: str, length: int, what: str, gaps: list[str]) -> bytes | None:
+    """Check every row on its own (the writers put one record on one line): a row with an unclosed quote
+    or another number of fields than the header is skipped, and the gap names its line numbers.
+    None when every row is readable (the file is then parsed as it is)."""
+    import csv
+
+    with open(path, "rb") as fh:
+        data = fh.read(length)
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if not lines:
+        return None
+    fields = len(next(csv.reader([lines[0].decode("utf-8", "replace").rstrip("\r")])))
+    bad: list[int] = []
+    reader_of = csv.reader
+    commas = fields - 1
+    for number, line in enumerate(lines[1:], start=2):
+        if b'"' not in line:  # the common row: no quoting, its fields are its commas
+            if line.count(b",") != commas and line.strip():
+                bad.append(number)
+            continue
+        text = line.decode("utf-8", "replace").rstrip("\r")
+        try:
+            row = next(reader_of([text], strict=True))
+        except (csv.Error, StopIteration):
+            bad.append(number)
+            continue
+        if len(row) != fields:
+            bad.append(number)
+    if not bad:
+        return None
+    shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+    gaps.append(f"{what}: {len(bad)} damaged row{'s' if len(bad) != 1 else ''} (an unclosed quote or another number "
+                f"of fields than the header) could not be read and {'were' if len(bad) != 1 else 'was'} skipped: "
+                f"line{'s' if len(bad) != 1 else ''} {shown}")
+    skip = set(bad)
+    return b"\n".join(line for number, line in enumerate(lines, start=1) if number not in skip) + b"\n"
 
 
 def read_run_json(path: str, gaps: list[str]) -> dict:

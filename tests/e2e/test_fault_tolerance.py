@@ -438,6 +438,31 @@ def test_two_runs_started_together_never_share_a_folder(tmp_path, sim_process):
         assert records and {r["request_id"] for r in records if r["outcome"] == "ok"} <= served
 
 
+def test_report_on_damaged_csv_skips_and_lists_rows(tmp_path, sim_process):
+    """A real run's requests.csv damaged afterwards: an unclosed quote in one row, extra fields in another.
+    `ollama-locust report` parses per row: every other row counts, the two are listed with their lines."""
+    sim = sim_process(*SIM_ARGS)
+    runs = tmp_path / "runs"
+    result = run(ollama_locust("step", "--host", sim.url, "--users", "2", "--step-time", "3s", "--out", str(runs),
+                               "--no-report", *LOAD), tmp_path, timeout=90)
+    assert result.code == 0, result.text[-3000:]
+    run_dir = only_run_dir(runs)
+    path = os.path.join(run_dir, "requests.csv")
+    lines = open(path, newline="").read().split("\r\n")
+    rows = len([line for line in lines[1:] if line])
+    assert rows >= 8, rows
+    lines[3] = lines[3].replace(",ok,", ',"ok,', 1)  # an unclosed quote (line 4)
+    lines[6] = lines[6] + ",extra,fields"  # two fields too many (line 7)
+    open(path, "w", newline="").write("\r\n".join(lines))
+    result = run(ollama_locust("report", run_dir), tmp_path, timeout=60, name="report")
+    assert_no_traceback(result)
+    assert result.code == 0, result.text[-3000:]
+    data = json.load(open(os.path.join(run_dir, "results.json")))
+    assert sum(step["requests"] for step in data["steps"]) == rows - 2
+    assert any("2 damaged rows" in gap and "lines 4, 7" in gap for gap in data["gaps"]), data["gaps"]
+    assert "lines 4, 7" in open(os.path.join(run_dir, "results.md")).read()
+
+
 # 5. Secrets --------------------------------------------------------------------------------------
 
 def test_api_key_never_written(tmp_path, sim_process):
