@@ -277,6 +277,30 @@ class RunOwner:
         print(f"{progress.PREFIX} run folder: {self.path} ({self.sink.total} requests)", flush=True)
 
 
+def terminate_like_ctrl_c() -> None:
+    """SIGTERM does what Ctrl-C does (the running requests cut short and recorded, run.json finalised,
+    Locust's CSV and HTML written, exit 130): it raises KeyboardInterrupt in the main greenlet. Installed at start-up, where
+    Locust has no handler yet (the target check and warm-up run there), and again when the test starts,
+    over Locust's own (which would shut down without the HTML report)."""
+    import signal
+
+    global _term_watcher
+    if _term_watcher is not None:
+        _term_watcher.cancel()
+    hub = gevent.get_hub()
+    thrown = []
+
+    def on_term() -> None:
+        if not thrown:  # once: a second SIGTERM must not interrupt the shutdown of the first
+            thrown.append(True)
+            hub.parent.throw(KeyboardInterrupt)  # hub.parent: the main greenlet
+
+    _term_watcher = gevent.signal_handler(signal.SIGTERM, on_term)
+
+
+_term_watcher = None
+
+
 def _quiet_locust_files(environment) -> None:
     """The disk is full: Locust's HTML report is not attempted (it would fail with a traceback before the
     run is finalised) and closing its CSV files may fail quietly; the records and run.json go first."""
@@ -345,14 +369,21 @@ def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
         environment.events.worker_connect.add_listener(lambda client_id, **_kw: recorder.workers_seen.add(client_id))
     else:
         environment.llm_records = recorder.sink
+    terminate_like_ctrl_c()
     if headless and not options.get(environment, "skip_preflight"):
         try:
             recorder.check_target()
         except preflight.PreflightError as error:
             fail(str(error))
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM during the target check or the warm-up
+            recorder.finish()
+            sys.stderr.write("ollama-locust: interrupted before the run started (during the target check or the warm-up)\n")
+            sys.stderr.flush()
+            sys.exit(contract.EXIT_INTERRUPTED)
     recorder.configure()
 
     def on_test_start(environment, **_kw) -> None:
+        terminate_like_ctrl_c()  # again: Locust may have installed its own (which skips the HTML report) since
         if not headless and not options.get(environment, "skip_preflight"):
             try:
                 recorder.check_target()

@@ -463,6 +463,58 @@ def test_report_on_damaged_csv_skips_and_lists_rows(tmp_path, sim_process):
     assert "lines 4, 7" in open(os.path.join(run_dir, "results.md")).read()
 
 
+@pytest.mark.parametrize("when", ["running", "preflight"])
+def test_sigterm_to_plain_locust_is_like_ctrl_c(tmp_path, sim_process, hostile, when):
+    """SIGTERM to plain ``locust --headless``: mid-run, exit 130 with the requests in flight recorded as
+    cut_short, run.json finalised and Locust's CSV/HTML written; during the preflight's warm-up (a silent
+    target), exit 130 in one line, no traceback."""
+    run_dir = tmp_path / "run"
+    if when == "running":  # replies of 10 s: requests are in flight when the signal comes
+        host = sim_process("--profile", "instant", "--decode-tps", "20", "--num-parallel", "2").url
+        extra = ["--num-predict", "200"]
+    else:
+        host = hostile("silent")
+        extra = ["--request-timeout", "30"]
+    command = locust("--headless", "--host", host, "--run-dir", str(run_dir), "--steps", "2", "--step-time", "20s",
+                     "--csv", str(run_dir / "locust"), "--html", str(run_dir / "locust_report.html"), *LOAD, *extra)
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=open(tmp_path / "locust.out", "w"),
+                            stderr=open(tmp_path / "locust.err", "w"))
+    try:
+        if when == "running":
+            deadline = time.time() + 30
+            while time.time() < deadline and not (run_dir / "stages.csv").exists():
+                time.sleep(0.1)
+            time.sleep(3)
+        else:
+            deadline = time.time() + 30
+            while time.time() < deadline and not any(e["method"] == "POST" for e in _hostile_log(tmp_path)):
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc)
+    out, err = (tmp_path / "locust.out").read_text(), (tmp_path / "locust.err").read_text()
+    assert "Traceback" not in out + err, (out + err)[-3000:]
+    assert code == 130, (code, (out + err)[-3000:])
+    if when == "preflight":
+        assert [line for line in err.splitlines() if line.startswith("ollama-locust:")] == [
+            "ollama-locust: interrupted before the run started (during the target check or the warm-up)"], err
+        return
+    info = json.load(open(run_dir / "run.json"))
+    assert info["interrupted"] is True and info["ended_at"], info
+    records = read_csv(run_dir / "requests.csv")
+    assert records and {r["outcome"] for r in records} == {"cut_short"}, records
+    assert info["requests"] == len(records)
+    for name in ("locust_stats.csv", "locust_report.html"):
+        assert (run_dir / name).exists(), name
+
+
+def _hostile_log(tmp_path) -> list[dict]:
+    path = tmp_path / "hostile.log"
+    return [json.loads(line) for line in open(path)] if path.exists() else []
+
+
 # 5. Secrets --------------------------------------------------------------------------------------
 
 def test_api_key_never_written(tmp_path, sim_process):
