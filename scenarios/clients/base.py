@@ -81,6 +81,28 @@ def error_message(status: int, content_type: str, body: bytes, path: str, locati
     return _one_line(f"HTTP {status}: {text}" if text else f"HTTP {status}")
 
 
+RETRY_AFTER_MAX_S = 30.0  # a Retry-After is honoured up to this many seconds
+
+
+def retry_after_s(value) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), bounded to RETRY_AFTER_MAX_S."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+
+
 def fill_metrics(record: dict, t_sent: float, t_end: float, decoder: Decoder | None) -> None:
     """Compute the record's metrics (scenarios.request_metrics) from the decoder's raw facts."""
     record["e2e_ms"] = request_metrics.e2e_ms(t_sent, t_end)
@@ -130,6 +152,8 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
             response.release()
             record["outcome"] = classify_status(status)
             record["error"] = error_message(status, content_type, raw, path, response.headers.get("location"))
+            if status in (429, 503) and response.headers.get("retry-after"):
+                record["_retry_after"] = response.headers["retry-after"]  # for the user's back-off (not a column)
             return ""
         chosen = choose_decoder(response.content_type)
         if isinstance(chosen, str):

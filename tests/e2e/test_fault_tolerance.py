@@ -515,6 +515,26 @@ def _hostile_log(tmp_path) -> list[dict]:
     return [json.loads(line) for line in open(path)] if path.exists() else []
 
 
+@pytest.mark.parametrize("mode,outcome", [("htmlok", "invalid"), ("garbage", "stream_error"), ("retry429", "rejected")])
+def test_backoff_for_every_failure_class(tmp_path, hostile, mode, outcome):
+    """A 200 HTML page (invalid), garbage (stream_error), 429 with Retry-After: 1 (rejected): one user with
+    think time 0 backs off after every failure; the 429's Retry-After is honoured (>= 1 s between requests)."""
+    url = hostile(mode)
+    runs = tmp_path / "runs"
+    result = run(ollama_locust("step", "--host", url, "--users", "1", "--step-time", "5s", "--out", str(runs),
+                               "--skip-warmup", *LOAD), tmp_path, timeout=90)
+    assert_no_traceback(result)
+    assert result.code == 0, result.text[-3000:]
+    records = read_csv(os.path.join(only_run_dir(runs), "requests.csv"))
+    done = [r for r in records if r["outcome"] != "cut_short"]
+    assert done and {r["outcome"] for r in done} == {outcome}, {(r["outcome"], r["error"][:60]) for r in done}
+    starts = sorted(float(r["start_time"]) for r in records)
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    print(f"{mode}: {len(records)} requests in 5 s, gaps {[round(g, 2) for g in gaps]}")
+    assert len(records) <= 8, len(records)  # 0.25 + 0.5 + 1 + 2 + 2 s of back-off (before: 6 576 in 4 s)
+    assert all(g >= (0.95 if mode == "retry429" else 0.24) for g in gaps), gaps
+
+
 # 5. Secrets --------------------------------------------------------------------------------------
 
 def test_api_key_never_written(tmp_path, sim_process):

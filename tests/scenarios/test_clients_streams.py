@@ -203,3 +203,15 @@ def test_malformed_counts_are_ignored_and_noted(value):
     document = DocumentDecoder()
     feed_all(document, [orjson.dumps({"message": {"content": "x"}, "total_duration": 1, "eval_count": value})])
     assert document.completion_tokens is None and document.bad_counts
+
+
+def test_retry_after_is_parsed_and_bounded():
+    import time
+    from email.utils import formatdate
+
+    from ollama_locust.scenarios.clients.base import RETRY_AFTER_MAX_S, retry_after_s
+
+    assert retry_after_s("2") == 2.0 and retry_after_s(" 0.5 ") == 0.5
+    assert retry_after_s("86400") == RETRY_AFTER_MAX_S and retry_after_s("-5") == 0.0
+    assert retry_after_s("soon") is None and retry_after_s("nan") is None and retry_after_s(None) is None
+    assert 5 <= retry_after_s(formatdate(time.time() + 10, usegmt=True)) <= 10
