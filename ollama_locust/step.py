@@ -52,6 +52,7 @@ class OneLineParser(argparse.ArgumentParser):
 STEP_DEFAULTS = {"shape": "step"}
 SIM_DEFAULTS = {"steps": "1,2,4,8", "step_time": "15s"}  # with --sim: a complete test in about 75 s
 OWN_RUN_OPTIONS = ("run_dir", "run_context")  # step sets these itself
+DEFAULT_HOST = "http://127.0.0.1:11434"  # when neither --host, locust.conf nor LOCUST_HOST name one (the master applies it)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "The load options below are the locustfile's own (same names in locust.conf, LOCUST_* variables and "
         "the web UI); any other option is passed to locust as it is.",
     )
-    parser.add_argument("--host", default=None, help="target base URL (default http://127.0.0.1:11434)")
+    parser.add_argument("--host", default=None, help=f"target base URL (default: host = in locust.conf or LOCUST_HOST, else {DEFAULT_HOST})")
     parser.add_argument("--sim", nargs="?", const=DEFAULT_PROFILE, default=None, metavar="PROFILE",
                         help=f"start the embedded simulator with this profile (default {DEFAULT_PROFILE}) and target it; "
                         f"steps default to {SIM_DEFAULTS['steps']} users x {SIM_DEFAULTS['step_time']}")
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--expect-workers", type=int, default=1, help="with --master: remote workers to wait for")
     parser.add_argument("--master-port", type=int, default=5557, help="with --master: port the workers connect to")
     parser.add_argument("--out", default="runs", help="parent folder of the run folder (default ./runs)")
+    parser.add_argument("--run-dir", default=None, help="the run folder itself (instead of a new one under --out); "
+                        "it must not hold a run already")
     parser.add_argument("--fail-on-slo", action="store_true", help=f"exit {EXIT_SLO_FAILED} when a step failed the thresholds")
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     options.add_passthrough(parser, skip=OWN_RUN_OPTIONS, aliases={"steps": ("--users",)}, launcher_defaults={
@@ -88,9 +91,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def locust_command(args, passthrough: list[str], host: str, run_dir: str) -> list[str]:
+def locust_command(args, passthrough: list[str], host: str | None, run_dir: str) -> list[str]:
     command = [
-        sys.executable, "-m", "locust", "-f", locustfile_path(), "--headless", "--host", host,
+        sys.executable, "-m", "locust", "-f", locustfile_path(), "--headless", *(["--host", host] if host else []),
         "--csv", os.path.join(run_dir, contract.LOCUST_CSV_PREFIX), "--csv-full-history",
         "--html", os.path.join(run_dir, contract.LOCUST_HTML_FILE), "--only-summary",
         *options.given_flags({**args.load, "run_dir": run_dir, "run_context": json.dumps(run_context(args))}),
@@ -218,6 +221,12 @@ def _validate(args) -> None:
         raise StepError(str(error)) from None
     if args.workers < 0:
         raise StepError(f"--workers must be 0 or more, got {args.workers}")
+    if args.workers and args.master:
+        raise StepError(f"--workers {args.workers} and --master exclude each other: --workers starts local workers, "
+                        "--master waits for remote ones (--expect-workers N)")
+    if args.run_dir and os.path.exists(os.path.join(args.run_dir, contract.REQUESTS_FILE)):
+        raise StepError(f"--run-dir {args.run_dir} already holds a run ({contract.REQUESTS_FILE}); give a new folder, "
+                        "or --out PARENT for a new one under it")
 
 
 def _sim_argv(args) -> list[str]:
@@ -257,10 +266,12 @@ def run(args, passthrough: list[str]) -> int:
     _resolve_defaults(args)
     _validate(args)
     with _simulator(args) as sim:
-        host = sim.url if sim is not None else (args.host or "http://127.0.0.1:11434")
+        host = sim.url if sim is not None else args.host  # None: locust.conf / LOCUST_HOST, else DEFAULT_HOST
         args.sim_url = sim.url if sim is not None else None
-        run_dir = run_folder.create_unique(args.load.get("label") or "step", args.out)
-        print(f"{PREFIX} target {host} (model {_load_value(args, 'model')}, {_load_value(args, 'api')}); "
+        run_dir = (run_folder.prepare(args.run_dir) if args.run_dir
+                   else run_folder.create_unique(args.load.get("label") or "step", args.out))
+        shown = host or f"from locust.conf/LOCUST_HOST, else {DEFAULT_HOST}"
+        print(f"{PREFIX} target {shown} (model {_load_value(args, 'model')}, {_load_value(args, 'api')}); "
               f"steps {_load_value(args, 'steps')} users x {_load_value(args, 'step_time')}; run folder {run_dir}", flush=True)
         code = run_locust(args, passthrough, host, run_dir)
     if not os.path.exists(os.path.join(run_dir, contract.RUN_FILE)):
@@ -281,7 +292,8 @@ def run(args, passthrough: list[str]) -> int:
 
 def run_context(args) -> dict:
     """What only `step` knows, for run.json (the master writes it: one writer)."""
-    context: dict = {"command": secrets.redact_argv(["ollama-locust", "step", *sys.argv[2:]]) if sys.argv[1:2] == ["step"] else None}
+    context: dict = {"command": secrets.redact_argv(["ollama-locust", "step", *sys.argv[2:]]) if sys.argv[1:2] == ["step"] else None,
+                     "default_host": DEFAULT_HOST}
     if args.sim_config is not None:
         settings = dataclasses.asdict(args.sim_config)
         settings.pop("truth_log", None)

@@ -94,7 +94,7 @@ class RunOwner:
             raise plans.PlanError(f"--run-context is not a JSON object: {text[:60]!r}") from None
         if not isinstance(context, dict):
             raise plans.PlanError("--run-context must be a JSON object")
-        return {key: value for key, value in context.items() if value is not None}
+        return {key: value for key, value in context.items() if value is not None and key != "default_host"}
 
     def described(self) -> dict:
         """The run.json keys that come from the options and the plan."""
@@ -346,7 +346,24 @@ def _setup_worker(environment) -> None:
     gevent.spawn(ship_loop)
 
 
+def _apply_default_host(environment) -> None:
+    """No host from the command line, locust.conf or LOCUST_HOST: the launcher's default (``step`` names
+    it in --run-context), so that locust.conf's ``host =`` wins over step's default."""
+    if environment.host:
+        return
+    try:
+        context = json.loads(options.get(environment, "run_context") or "{}")
+    except ValueError:
+        return
+    default = context.get("default_host") if isinstance(context, dict) else None
+    if default:
+        environment.host = default
+        if environment.parsed_options is not None:
+            environment.parsed_options.host = default
+
+
 def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
+    _apply_default_host(environment)
     if secrets.has_credentials(environment.host):
         fail(secrets.url_credentials_error(environment.host))
     try:
