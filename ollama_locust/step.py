@@ -136,8 +136,11 @@ def _pump(stream, log_path: str, echo: bool) -> None:
 
 
 def _spawn(command: list[str], log_path: str, echo: bool) -> subprocess.Popen:
+    from ollama_locust.simulator.server import die_with_parent
+
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=die_with_parent)  # SIGTERM (= Ctrl-C for the master) if step dies
     threading.Thread(target=_pump, args=(proc.stdout, log_path, echo), daemon=True).start()
     return proc
 
@@ -181,11 +184,14 @@ def run_locust(args, passthrough: list[str], host: str, run_dir: str) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)  # a closed terminal: the same clean stop (the master is detached)
     try:
         while master.poll() is None:
             time.sleep(0.2)
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         deadline = time.time() + 15
         for worker in workers:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -257,7 +263,9 @@ def _simulator(args):
         return contextlib.nullcontext(None)
     from ollama_locust.simulator import start_process
 
-    return start_process(_sim_argv(args))
+    # A session of its own: a Ctrl-C/hang-up of the terminal reaches step (which stops the master first)
+    # but not the simulator, which step stops after the master; SIGTERM to it if step itself dies.
+    return start_process(_sim_argv(args), own_session=True, parent_death_signal=signal.SIGTERM)
 
 
 def run(args, passthrough: list[str]) -> int:

@@ -535,6 +535,57 @@ def test_backoff_for_every_failure_class(tmp_path, hostile, mode, outcome):
     assert all(g >= (0.95 if mode == "retry429" else 0.24) for g in gaps), gaps
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP", "SIGKILL"])
+def test_sim_lifecycle_on_signals(tmp_path, sig):
+    """``step --sim`` in a terminal's foreground group, which gets the signal (as from Ctrl-C, a hang-up,
+    kill, kill -9): the simulator outlives the master (no request of the last moments fails), and no
+    process outlives step."""
+    runs = tmp_path / "runs"
+    command = ollama_locust("step", "--sim", "instant", "--sim-args", "--decode-tps 20 --num-parallel 2",
+                            "--users", "2", "--step-time", "60s", "--out", str(runs), "--think-time", "0",
+                            "--num-predict", "200", "--drain-timeout", "5")
+    proc = subprocess.Popen(command, cwd=tmp_path, start_new_session=True,  # the group a terminal would signal
+                            stdout=open(tmp_path / "step.out", "w"), stderr=open(tmp_path / "step.err", "w"))
+    try:
+        deadline = time.time() + 40
+        while time.time() < deadline and not glob_one(runs, "stages.csv"):
+            time.sleep(0.2)
+        time.sleep(3)  # requests of 10 s in flight
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        names = sorted("simulator" if "ollama_locust.simulator" in " ".join(p.cmdline()) else "locust" for p in tree)
+        assert names == ["locust", "simulator"], [p.cmdline() for p in tree]
+        os.killpg(proc.pid, getattr(signal, sig))
+        code = proc.wait(60)
+        gone_by = time.time() + 20
+        alive = tree
+        while alive and time.time() < gone_by:
+            alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+            time.sleep(0.2)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc)
+    out, err = (tmp_path / "step.out").read_text(), (tmp_path / "step.err").read_text()
+    assert "Traceback" not in out + err, (out + err)[-3000:]
+    run_dir = only_run_dir(runs)
+    records = read_csv(os.path.join(run_dir, "requests.csv"))
+    info = json.load(open(os.path.join(run_dir, "run.json")))
+    assert info["interrupted"] is True and info["ended_at"], info
+    if sig == "SIGKILL":
+        assert code == -9
+        return  # step is gone; the master (SIGTERM as its parent died) finalised the run
+    assert code == 130, (code, (out + err)[-3000:])
+    assert records and {r["outcome"] for r in records} <= {"ok", "cut_short"}, {(r["outcome"], r["error"]) for r in records}
+    assert os.path.exists(os.path.join(run_dir, "results.md"))
+
+
+def glob_one(parent, name: str) -> str | None:
+    import glob
+
+    found = glob.glob(os.path.join(str(parent), "*", name))
+    return found[0] if found else None
+
+
 # 5. Secrets --------------------------------------------------------------------------------------
 
 def test_api_key_never_written(tmp_path, sim_process):
