@@ -192,7 +192,8 @@ def run_locust(args, passthrough: list[str], host: str, run_dir: str) -> int:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        deadline = time.time() + 15
+        died = master.returncode is not None and master.returncode < 0 and not interrupted
+        deadline = time.time() + (0 if died else 15)  # a dead master: nothing for the workers to finish
         for worker in workers:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 worker.wait(max(0.1, deadline - time.time()))
@@ -288,6 +289,8 @@ def run(args, passthrough: list[str]) -> int:
         return EXIT_BAD_INPUT if code == EXIT_BAD_INPUT else (code or 1)
     if code == EXIT_BAD_INPUT:  # the target or an option was refused (the one line is on stderr)
         return EXIT_BAD_INPUT
+    if code < 0:  # the master was killed (not by step): say so, in run.json too, so the report says it
+        code = _master_died(run_dir, -code, workers=args.workers)
     failed = False
     if not args.no_report:
         failed = _report(run_dir)
@@ -296,6 +299,25 @@ def run(args, passthrough: list[str]) -> int:
     if code not in (0, 1):  # 1 = Locust saw failed requests: a finding, not an error of the run
         return code
     return EXIT_SLO_FAILED if (args.fail_on_slo and failed) else 0
+
+
+def _master_died(run_dir: str, signum: int, workers: int) -> int:
+    """The master was killed mid-run: one line, a note in run.json (the master cannot write it any
+    more), and the shell's exit code for a death by that signal (128 + signal)."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    path = os.path.join(run_dir, contract.RUN_FILE)
+    info = run_folder.read_json(path)
+    info["master_died"] = {"signal": name, "at": time.time(), "workers": workers}
+    with contextlib.suppress(OSError):
+        run_folder.write_json(path, info)
+    print(f"ollama-locust: the locust master was killed ({name}) before the run ended: requests.csv holds the records "
+          f"written up to its last flush (about 1 s before), the rest of the run"
+          f"{' and the workers' + chr(39) + ' records since then' if workers else ''} are missing; "
+          f"the report says so", file=sys.stderr)
+    return 128 + signum
 
 
 def run_context(args) -> dict:

@@ -233,6 +233,17 @@ def read_requests(file: str, gaps: list[str]):
     return frame
 
 
+def _note_master_died(run: dict, gaps: list[str]) -> None:
+    """The launcher found the master killed (run.json ``master_died``): say what is missing."""
+    died = run.get("master_died")
+    if not isinstance(died, dict):
+        return
+    workers = " and of its workers" if died.get("workers") else ""
+    gaps.insert(0, f"the locust master died ({died.get('signal', 'killed')}) before the run ended: the records of the "
+                   f"last second before that{workers}, the run's end (the last stage is cut where the records stop) "
+                   "and Locust's own CSV/HTML summary are missing")
+
+
 def _note_unwritten(run: dict, gaps: list[str]) -> None:
     """The load side could not write every record (a full disk): say how many are missing."""
     lost = run.get("records_unwritten")
@@ -329,6 +340,7 @@ def load_run(path: str) -> RunFolder:
     if has_requests:
         folder.run = read_run_json(path, folder.gaps)
         _note_unwritten(folder.run, folder.gaps)
+        _note_master_died(folder.run, folder.gaps)
         folder.requests = read_requests(requests_file, folder.gaps)
         folder.stages = read_stages(path, folder.gaps)
         if folder.stages is None:

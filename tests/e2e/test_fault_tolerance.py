@@ -138,6 +138,35 @@ def test_worker_killed_mid_run(tmp_path, sim_process):
     assert "stopped reporting" in open(os.path.join(run_dir, "results.md")).read().lower()
 
 
+def test_master_killed_with_workers_is_said(tmp_path, sim_process):
+    """kill -9 of the master of ``--workers 2``: step ends at once (the workers are stopped, not waited
+    for), one stderr line, exit 137, and the report's first gap says the master died and what is missing."""
+    sim = sim_process(*SIM_ARGS)
+    runs = tmp_path / "runs"
+    args = ["--host", sim.url, "--users", "2", "--step-time", "60s", "--workers", "2", "--out", str(runs), *LOAD]
+    with running_step(args, tmp_path) as proc:
+        wait_for_records(runs, lambda rs: sum(r["outcome"] == "ok" for r in rs) >= 3, timeout=40)
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        master = [p for p in tree if "--master" in p.cmdline()]
+        assert len(master) == 1, [p.cmdline() for p in tree]
+        killed_at = time.time()
+        master[0].kill()
+        code = proc.wait(30)
+        ended_after = time.time() - killed_at
+    err = (tmp_path / "step.err").read_text()
+    assert "Traceback" not in err + (tmp_path / "step.out").read_text()
+    assert code == 128 + 9, (code, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "the locust master was killed (SIGKILL)" in lines[0], err
+    print(f"master killed: step ended {ended_after:.1f} s later")
+    assert ended_after < 15, ended_after  # before: the workers ran on for 15 s
+    assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    run_dir = only_run_dir(runs)
+    assert json.load(open(os.path.join(run_dir, "run.json")))["master_died"]["signal"] == "SIGKILL"
+    report = open(os.path.join(run_dir, "results.md")).read()
+    assert "the locust master died (SIGKILL) before the run ended" in report, report
+
+
 # 3. Bad input: one line, exit 2, no traceback ----------------------------------------------------
 
 @pytest.fixture
