@@ -10,7 +10,7 @@ lines as fast as the socket takes them), faststream (NDJSON content lines as fas
 badcount (done chunk with eval_count "n/a" / negative, usage.completion_tokens "two"), echo401 (401
 whose body echoes the Authorization header), ssh (an SSH banner instead of HTTP), closeheaders
 (200 headers with a Content-Length, then the connection closes), redirect (every request gets a 302
-to a second listener on ``PORT+1``... an OS-chosen port printed on stdout, which logs what reaches it),
+to a second listener, "the other origin", on an OS-chosen port; what reaches it is logged with port -1),
 htmlok (200 text/html page on POST), retry429 (429 with Retry-After: 1 on POST).
 """
 
