@@ -284,9 +284,10 @@ def run(args, passthrough: list[str]) -> int:
               f"steps {_load_value(args, 'steps')} users x {_load_value(args, 'step_time')}; run folder {run_dir}", flush=True)
         code = run_locust(args, passthrough, host, run_dir)
     if not os.path.exists(os.path.join(run_dir, contract.RUN_FILE)):
-        print(f"ollama-locust: locust exited with code {code} before the run started; see {run_dir}/{contract.LOCUST_LOG_FILE}",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT if code == EXIT_BAD_INPUT else (code or 1)
+        if code not in (EXIT_BAD_INPUT, EXIT_INTERRUPTED):  # those said their one line already
+            print(f"ollama-locust: locust exited with code {code} before the run started; see {run_dir}/{contract.LOCUST_LOG_FILE}",
+                  file=sys.stderr)
+        return code if code in (EXIT_BAD_INPUT, EXIT_INTERRUPTED) else (code or 1)
     if code == EXIT_BAD_INPUT:  # the target or an option was refused (the one line is on stderr)
         return EXIT_BAD_INPUT
     if code < 0:  # the master was killed (not by step): say so, in run.json too, so the report says it

