@@ -265,8 +265,9 @@ def _simulator(args):
     from ollama_locust.simulator import start_process
 
     # A session of its own: a Ctrl-C/hang-up of the terminal reaches step (which stops the master first)
-    # but not the simulator, which step stops after the master; SIGTERM to it if step itself dies.
-    return start_process(_sim_argv(args), own_session=True, parent_death_signal=signal.SIGTERM)
+    # but not the simulator, which step stops after the master. If step itself dies, the master gets
+    # SIGTERM from the kernel and stops the simulator when it is done (run context ``stop_with_launcher``).
+    return start_process(_sim_argv(args), own_session=True)
 
 
 def run(args, passthrough: list[str]) -> int:
@@ -277,6 +278,7 @@ def run(args, passthrough: list[str]) -> int:
     with _simulator(args) as sim:
         host = sim.url if sim is not None else args.host  # None: locust.conf / LOCUST_HOST, else DEFAULT_HOST
         args.sim_url = sim.url if sim is not None else None
+        args.sim_pid = sim.pid if sim is not None else None
         run_dir = (run_folder.prepare(args.run_dir) if args.run_dir
                    else run_folder.create_unique(args.load.get("label") or "step", args.out))
         shown = host or f"from locust.conf/LOCUST_HOST, else {DEFAULT_HOST}"
@@ -331,6 +333,8 @@ def run_context(args) -> dict:
         if settings.get("engine") not in (None, "sim"):
             settings.pop("profile", None)  # ignored: a real engine makes the tokens
         context["simulator"] = {**settings, "args": args.sim_args, "url": args.sim_url}
+        # If step dies (kill -9), the master, told by the kernel, stops the simulator after its own end.
+        context["stop_with_launcher"] = {"launcher_pid": os.getpid(), "simulator_pid": args.sim_pid}
     return context
 
 

@@ -94,6 +94,7 @@ class RunOwner:
             raise plans.PlanError(f"--run-context is not a JSON object: {text[:60]!r}") from None
         if not isinstance(context, dict):
             raise plans.PlanError("--run-context must be a JSON object")
+        self.stop_with_launcher = context.pop("stop_with_launcher", None)
         return {key: value for key, value in context.items() if value is not None and key != "default_host"}
 
     def described(self) -> dict:
@@ -271,10 +272,30 @@ class RunOwner:
         self.write_info()
         if self.interrupted and not self.write_failed:
             self.environment.process_exit_code = contract.EXIT_INTERRUPTED
-        if self.sink.unwritten:
-            sys.stderr.write(f"ollama-locust: {self.sink.unwritten} of {self.sink.total} records could not be written to "
-                             f"{self.path}/{contract.REQUESTS_FILE} ({self.sink.write_error}); they are lost\n")
-        print(f"{progress.PREFIX} run folder: {self.path} ({self.sink.total} requests)", flush=True)
+        self.stop_orphaned_simulator()
+        try:  # (a launcher that died took the pipe with it)
+            if self.sink.unwritten:
+                sys.stderr.write(f"ollama-locust: {self.sink.unwritten} of {self.sink.total} records could not be written "
+                                 f"to {self.path}/{contract.REQUESTS_FILE} ({self.sink.write_error}); they are lost\n")
+            print(f"{progress.PREFIX} run folder: {self.path} ({self.sink.total} requests)", flush=True)
+        except OSError:
+            pass
+
+    def stop_orphaned_simulator(self) -> None:
+        """``step --sim`` died (kill -9) before this master ended: stop its simulator now, after the load
+        (step would have, had it lived), so that nothing outlives step and the target outlives the load."""
+        import os
+        import signal
+
+        orphan = getattr(self, "stop_with_launcher", None)
+        if not isinstance(orphan, dict) or not orphan.get("simulator_pid"):
+            return
+        if os.getppid() == orphan.get("launcher_pid"):
+            return  # step is alive: it stops the simulator itself
+        try:
+            os.kill(int(orphan["simulator_pid"]), signal.SIGTERM)
+        except (OSError, ValueError, TypeError):
+            pass
 
 
 def terminate_like_ctrl_c() -> None:
