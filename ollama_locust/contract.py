@@ -59,6 +59,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("connect_ms", "float", "time to open a new connection before the request was written (empty: a kept-alive connection was reused)"),
     ("token_arrivals", "str", "when the reply's content arrived, bucketed: 'W:c0,c1,...' = c_i content chunks arrived in "
      "[i*W, (i+1)*W) ms after start_time (W >= TOKEN_BUCKET_MS, chosen per record so it has at most TOKEN_BUCKETS_MAX buckets)"),
+    ("bad_counts", "str", "token counts the server reported that were not non-negative integers, e.g. "
+     "'eval_count=\"n/a\"': ignored (output_tokens then estimated); empty: none"),
     # The columns of the seed script (run.py), kept so its users' notebooks keep working.
     ("latency", "float", "seed column: e2e latency in seconds"),
     ("status", "int", "seed column: HTTP status"),
@@ -116,4 +118,5 @@ WORKER_LOG_FILE = "worker-{index}.log"
 # plugin runs): 0 the run completed (thresholds are findings, not errors).
 EXIT_BAD_INPUT = 2  # bad input or an unusable target: one line on stderr
 EXIT_SLO_FAILED = 3  # `step --fail-on-slo` and a step failed the thresholds
+EXIT_WRITE_FAILED = 4  # the run folder could not be written (a full disk): the run stopped, the report says what is missing
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: the report of what ran is still written

@@ -11,7 +11,8 @@ It parses only its own orchestration flags; every other option (``--model``, ``-
 4. shows the live progress line, and finally writes and prints the report.
 
 Exit codes: 0 the run completed (thresholds are findings, not errors); 2 bad input or an unusable
-target; 3 with ``--fail-on-slo`` when a step failed the thresholds; 130 interrupted (the report of what
+target; 3 with ``--fail-on-slo`` when a step failed the thresholds; 4 the run folder could not be written
+(a full disk: the run stopped, the report says what is missing); 130 interrupted (the report of what
 ran is still written).
 """
 
@@ -31,7 +32,7 @@ import threading
 import time
 
 from ollama_locust import contract, options
-from ollama_locust.scenarios import plans, run_folder
+from ollama_locust.scenarios import plans, run_folder, secrets
 from ollama_locust.scenarios.progress import PREFIX
 from ollama_locust.simulator.profiles import DEFAULT_PROFILE
 
@@ -53,6 +54,7 @@ STEP_DEFAULTS = {"shape": "step"}
 # judging): users that do not pause (the simulator is the test, not the people), 25 s steps.
 SIM_DEFAULTS = {"steps": "1,4,8", "step_time": "25s", "think_time": "0"}
 OWN_RUN_OPTIONS = ("run_dir", "run_context")  # step sets these itself
+DEFAULT_HOST = "http://127.0.0.1:11434"  # when neither --host, locust.conf nor LOCUST_HOST name one (the master applies it)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "The load options below are the locustfile's own (same names in locust.conf, LOCUST_* variables and "
         "the web UI); any other option is passed to locust as it is.",
     )
-    parser.add_argument("--host", default=None, help="target base URL (default http://127.0.0.1:11434)")
+    parser.add_argument("--host", default=None, help=f"target base URL (default: host = in locust.conf or LOCUST_HOST, else {DEFAULT_HOST})")
     parser.add_argument("--sim", nargs="?", const=DEFAULT_PROFILE, default=None, metavar="PROFILE",
                         help=f"start the embedded simulator with this profile (default {DEFAULT_PROFILE}) and target it; "
                         f"steps default to {SIM_DEFAULTS['steps']} users x {SIM_DEFAULTS['step_time']}, "
@@ -75,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--expect-workers", type=int, default=1, help="with --master: remote workers to wait for")
     parser.add_argument("--master-port", type=int, default=5557, help="with --master: port the workers connect to")
     parser.add_argument("--out", default="runs", help="parent folder of the run folder (default ./runs)")
+    parser.add_argument("--run-dir", default=None, help="the run folder itself (instead of a new one under --out); "
+                        "it must not hold a run already")
     parser.add_argument("--fail-on-slo", action="store_true", help=f"exit {EXIT_SLO_FAILED} when a step failed the thresholds")
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     options.add_passthrough(parser, skip=OWN_RUN_OPTIONS, aliases={"steps": ("--users",)}, launcher_defaults={
@@ -91,9 +95,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def locust_command(args, passthrough: list[str], host: str, run_dir: str) -> list[str]:
+def locust_command(args, passthrough: list[str], host: str | None, run_dir: str) -> list[str]:
     command = [
-        sys.executable, "-m", "locust", "-f", locustfile_path(), "--headless", "--host", host,
+        sys.executable, "-m", "locust", "-f", locustfile_path(), "--headless", *(["--host", host] if host else []),
         "--csv", os.path.join(run_dir, contract.LOCUST_CSV_PREFIX), "--csv-full-history",
         "--html", os.path.join(run_dir, contract.LOCUST_HTML_FILE), "--only-summary",
         *options.given_flags({**args.load, "run_dir": run_dir, "run_context": json.dumps(run_context(args))}),
@@ -113,10 +117,22 @@ def worker_command(master_port: int, passthrough: list[str]) -> list[str]:
 
 
 def _pump(stream, log_path: str, echo: bool) -> None:
-    with open(log_path, "a", encoding="utf-8") as log:
+    """Copy a locust process's output to its log (and the progress lines to the terminal). A log that
+    cannot be written (a full disk) stops the copy, never the draining: the process must not block."""
+    try:
+        log = open(log_path, "a", encoding="utf-8")
+    except OSError:
+        log = None
+    with log if log is not None else contextlib.nullcontext():
         for line in iter(stream.readline, ""):
-            log.write(line)
-            log.flush()
+            if log is not None:
+                try:
+                    log.write(line)
+                    log.flush()
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        log.close()
+                    log = None
             if echo and line.startswith(PREFIX):
                 print(line.rstrip("\n"), flush=True)
             elif echo and line.startswith("ollama-locust:"):  # the plugin's one-line bad-input message
@@ -124,8 +140,11 @@ def _pump(stream, log_path: str, echo: bool) -> None:
 
 
 def _spawn(command: list[str], log_path: str, echo: bool) -> subprocess.Popen:
+    from ollama_locust.simulator.server import die_with_parent
+
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=die_with_parent)  # SIGTERM (= Ctrl-C for the master) if step dies
     threading.Thread(target=_pump, args=(proc.stdout, log_path, echo), daemon=True).start()
     return proc
 
@@ -169,12 +188,16 @@ def run_locust(args, passthrough: list[str], host: str, run_dir: str) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)  # a closed terminal: the same clean stop (the master is detached)
     try:
         while master.poll() is None:
             time.sleep(0.2)
     finally:
         signal.signal(signal.SIGINT, previous)
-        deadline = time.time() + 15
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        died = master.returncode is not None and master.returncode < 0 and not interrupted
+        deadline = time.time() + (0 if died else 15)  # a dead master: nothing for the workers to finish
         for worker in workers:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 worker.wait(max(0.1, deadline - time.time()))
@@ -209,6 +232,12 @@ def _validate(args) -> None:
         raise StepError(str(error)) from None
     if args.workers < 0:
         raise StepError(f"--workers must be 0 or more, got {args.workers}")
+    if args.workers and args.master:
+        raise StepError(f"--workers {args.workers} and --master exclude each other: --workers starts local workers, "
+                        "--master waits for remote ones (--expect-workers N)")
+    if args.run_dir and os.path.exists(os.path.join(args.run_dir, contract.REQUESTS_FILE)):
+        raise StepError(f"--run-dir {args.run_dir} already holds a run ({contract.REQUESTS_FILE}); give a new folder, "
+                        "or --out PARENT for a new one under it")
 
 
 def _sim_argv(args) -> list[str]:
@@ -239,25 +268,36 @@ def _simulator(args):
         return contextlib.nullcontext(None)
     from ollama_locust.simulator import start_process
 
-    return start_process(_sim_argv(args))
+    # A session of its own: a Ctrl-C/hang-up of the terminal reaches step (which stops the master first)
+    # but not the simulator, which step stops after the master. If step itself dies, the master gets
+    # SIGTERM from the kernel and stops the simulator when it is done (run context ``stop_with_launcher``).
+    return start_process(_sim_argv(args), own_session=True)
 
 
 def run(args, passthrough: list[str]) -> int:
+    if secrets.has_credentials(args.host):
+        raise StepError(secrets.url_credentials_error(args.host))
     _resolve_defaults(args)
     _validate(args)
     with _simulator(args) as sim:
-        host = sim.url if sim is not None else (args.host or "http://127.0.0.1:11434")
+        host = sim.url if sim is not None else args.host  # None: locust.conf / LOCUST_HOST, else DEFAULT_HOST
         args.sim_url = sim.url if sim is not None else None
-        run_dir = run_folder.prepare(run_folder.default_path(args.load.get("label") or "step", args.out))
-        print(f"{PREFIX} target {host} (model {_load_value(args, 'model')}, {_load_value(args, 'api')}); "
+        args.sim_pid = sim.pid if sim is not None else None
+        run_dir = (run_folder.prepare(args.run_dir) if args.run_dir
+                   else run_folder.create_unique(args.load.get("label") or "step", args.out))
+        shown = host or f"from locust.conf/LOCUST_HOST, else {DEFAULT_HOST}"
+        print(f"{PREFIX} target {shown} (model {_load_value(args, 'model')}, {_load_value(args, 'api')}); "
               f"steps {_load_value(args, 'steps')} users x {_load_value(args, 'step_time')}; run folder {run_dir}", flush=True)
         code = run_locust(args, passthrough, host, run_dir)
     if not os.path.exists(os.path.join(run_dir, contract.RUN_FILE)):
-        print(f"ollama-locust: locust exited with code {code} before the run started; see {run_dir}/{contract.LOCUST_LOG_FILE}",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT if code == EXIT_BAD_INPUT else (code or 1)
+        if code not in (EXIT_BAD_INPUT, EXIT_INTERRUPTED):  # those said their one line already
+            print(f"ollama-locust: locust exited with code {code} before the run started; see {run_dir}/{contract.LOCUST_LOG_FILE}",
+                  file=sys.stderr)
+        return code if code in (EXIT_BAD_INPUT, EXIT_INTERRUPTED) else (code or 1)
     if code == EXIT_BAD_INPUT:  # the target or an option was refused (the one line is on stderr)
         return EXIT_BAD_INPUT
+    if code < 0:  # the master was killed (not by step): say so, in run.json too, so the report says it
+        code = _master_died(run_dir, -code, workers=args.workers)
     failed = False
     if not args.no_report:
         failed = _report(run_dir)
@@ -268,15 +308,37 @@ def run(args, passthrough: list[str]) -> int:
     return EXIT_SLO_FAILED if (args.fail_on_slo and failed) else 0
 
 
+def _master_died(run_dir: str, signum: int, workers: int) -> int:
+    """The master was killed mid-run: one line, a note in run.json (the master cannot write it any
+    more), and the shell's exit code for a death by that signal (128 + signal)."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    path = os.path.join(run_dir, contract.RUN_FILE)
+    info = run_folder.read_json(path)
+    info["master_died"] = {"signal": name, "at": time.time(), "workers": workers}
+    with contextlib.suppress(OSError):
+        run_folder.write_json(path, info)
+    print(f"ollama-locust: the locust master was killed ({name}) before the run ended: requests.csv holds the records "
+          f"written up to its last flush (about 1 s before), the rest of the run"
+          f"{' and the workers' + chr(39) + ' records since then' if workers else ''} are missing; "
+          f"the report says so", file=sys.stderr)
+    return 128 + signum
+
+
 def run_context(args) -> dict:
     """What only `step` knows, for run.json (the master writes it: one writer)."""
-    context: dict = {"command": ["ollama-locust", "step", *sys.argv[2:]] if sys.argv[1:2] == ["step"] else None}
+    context: dict = {"command": secrets.redact_argv(["ollama-locust", "step", *sys.argv[2:]]) if sys.argv[1:2] == ["step"] else None,
+                     "default_host": DEFAULT_HOST}
     if args.sim_config is not None:
         settings = dataclasses.asdict(args.sim_config)
         settings.pop("truth_log", None)
         if settings.get("engine") not in (None, "sim"):
             settings.pop("profile", None)  # ignored: a real engine makes the tokens
         context["simulator"] = {**settings, "args": args.sim_args, "url": args.sim_url}
+        # If step dies (kill -9), the master, told by the kernel, stops the simulator after its own end.
+        context["stop_with_launcher"] = {"launcher_pid": os.getpid(), "simulator_pid": args.sim_pid}
     return context
 
 
@@ -284,7 +346,14 @@ def _report(run_dir: str) -> bool:
     """Write and print the report; True when a step failed the thresholds."""
     from ollama_locust import reports
 
-    report = reports.write_report(run_dir)
+    try:
+        report = reports.write_report(run_dir)
+    except reports.ReportError:  # a full disk: without the plots the report may still fit
+        try:
+            report = reports.write_report(run_dir, plots=False)
+        except reports.ReportError as error:
+            print(f"ollama-locust: {error}", file=sys.stderr)
+            return False
     conclusion = report.data.get("conclusion") or {}
     print()
     print(report.table_markdown)

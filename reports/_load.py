@@ -18,7 +18,7 @@ from ollama_locust import contract
 from ._errors import ReportError
 
 # The requests.csv columns the report uses, and how to read them.
-_STR_COLUMNS = ("user_class", "outcome", "error", "api", "settle", "done_reason")
+_STR_COLUMNS = ("user_class", "outcome", "error", "api", "settle", "done_reason", "bad_counts")
 _NUM_COLUMNS = (
     "stage", "stage_users", "start_time", "http_status", "ttft_ms", "e2e_ms", "output_tokens",
     "tokens_per_s", "load_ms", "prompt_eval_ms", "eval_ms", "server_total_ms", "queue_wait_ms",
@@ -102,6 +102,11 @@ def read_csv_complete(path: str, what: str, gaps: list[str], **kwargs):
             return None
         with open(path, "rb") as fh:
             source = io.BufferedReader(_UpTo(fh, length), 1 << 20) if truncated else fh
+            readable = _readable_rows(path, length, what, gaps)
+            if readable is not None:  # damaged rows: parse only the rows that can be read
+                fh = io.BytesIO(readable)
+                length = len(readable)
+                source = fh
             try:
                 return pd.read_csv(source, **kwargs)
             except (ValueError, pd.errors.ParserError):
@@ -122,6 +127,46 @@ def read_csv_complete(path: str, what: str, gaps: list[str], **kwargs):
         return None
     except pd.errors.EmptyDataError:
         return None
+
+
+def _readable_rows(path: str, length: int, what: str, gaps: list[str]) -> bytes | None:
+    """Check every row on its own (the writers put one record on one line): a row with an unclosed quote
+    or another number of fields than the header is skipped, and the gap names its line numbers.
+    None when every row is readable (the file is then parsed as it is)."""
+    import csv
+
+    with open(path, "rb") as fh:
+        data = fh.read(length)
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if not lines:
+        return None
+    fields = len(next(csv.reader([lines[0].decode("utf-8", "replace").rstrip("\r")])))
+    bad: list[int] = []
+    reader_of = csv.reader
+    commas = fields - 1
+    for number, line in enumerate(lines[1:], start=2):
+        if b'"' not in line:  # the common row: no quoting, its fields are its commas
+            if line.count(b",") != commas and line.strip():
+                bad.append(number)
+            continue
+        text = line.decode("utf-8", "replace").rstrip("\r")
+        try:
+            row = next(reader_of([text], strict=True))
+        except (csv.Error, StopIteration):
+            bad.append(number)
+            continue
+        if len(row) != fields:
+            bad.append(number)
+    if not bad:
+        return None
+    shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+    gaps.append(f"{what}: {len(bad)} damaged row{'s' if len(bad) != 1 else ''} (an unclosed quote or another number "
+                f"of fields than the header) could not be read and {'were' if len(bad) != 1 else 'was'} skipped: "
+                f"line{'s' if len(bad) != 1 else ''} {shown}")
+    skip = set(bad)
+    return b"\n".join(line for number, line in enumerate(lines, start=1) if number not in skip) + b"\n"
 
 
 def read_run_json(path: str, gaps: list[str]) -> dict:
@@ -179,6 +224,7 @@ def read_requests(file: str, gaps: list[str]):
             frame[c] = pd.Series(np.nan, index=frame.index, dtype="float64") if c in _NUM_COLUMNS \
                 else pd.Series([None] * n, index=frame.index, dtype=object) if c in _TEXT_COLUMNS \
                 else pd.Series(pd.Categorical([""] * n))
+    _note_bad_counts(frame, gaps)
     missing = [c for c in ("stage", "outcome", "e2e_ms") if c not in present]
     if missing:
         gaps.append("requests.csv has no " + ", ".join(missing) + " column: those numbers are missing")
@@ -188,6 +234,40 @@ def read_requests(file: str, gaps: list[str]):
         frame["outcome"] = frame["outcome"].astype(object).fillna("").astype(str).astype("category")
     frame["stage"] = frame["stage"].fillna(-1)
     return frame
+
+
+def _note_master_died(run: dict, gaps: list[str]) -> None:
+    """The launcher found the master killed (run.json ``master_died``): say what is missing."""
+    died = run.get("master_died")
+    if not isinstance(died, dict):
+        return
+    workers = " and of its workers" if died.get("workers") else ""
+    gaps.insert(0, f"the locust master died ({died.get('signal', 'killed')}) before the run ended: the records of the "
+                   f"last second before that{workers}, the run's end (the last stage is cut where the records stop) "
+                   "and Locust's own CSV/HTML summary are missing")
+
+
+def _note_unwritten(run: dict, gaps: list[str]) -> None:
+    """The load side could not write every record (a full disk): say how many are missing."""
+    lost = run.get("records_unwritten")
+    if isinstance(lost, int) and not isinstance(lost, bool) and lost > 0:
+        total = run.get("requests")
+        of = f" of {total}" if isinstance(total, int) else ""
+        gaps.insert(0, f"records incomplete: {lost}{of} requests could not be written to requests.csv "
+                       f"({run.get('write_error') or 'write error'}); they are lost, and every number below undercounts")
+    elif run.get("write_error"):
+        total = run.get("requests")
+        gaps.insert(0, f"the run was stopped early by a write error ({run['write_error']}); the "
+                       f"{total if isinstance(total, int) else ''} records it made were all written in the end (0 lost)")
+
+
+def _note_bad_counts(frame, gaps: list[str]) -> None:
+    """One gap for the records whose reported token counts were not non-negative integers."""
+    bad = frame["bad_counts"].astype(object).fillna("").astype(str)
+    bad = bad[bad != ""]
+    if len(bad):
+        gaps.append(f"{len(bad)} requests reported token counts that are not non-negative integers "
+                    f"(e.g. {bad.iloc[0]}): ignored, their output tokens were counted from the content chunks")
 
 
 def _truthy(series):
@@ -262,6 +342,8 @@ def load_run(path: str) -> RunFolder:
         )
     if has_requests:
         folder.run = read_run_json(path, folder.gaps)
+        _note_unwritten(folder.run, folder.gaps)
+        _note_master_died(folder.run, folder.gaps)
         folder.requests = read_requests(requests_file, folder.gaps)
         folder.stages = read_stages(path, folder.gaps)
         from ._generator import read_generator

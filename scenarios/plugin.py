@@ -17,14 +17,13 @@ import logging
 import os
 import sys
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import gevent
 import locust
 from locust.runners import MasterRunner, WorkerRunner
 
 from ollama_locust import __version__, contract, options
-from ollama_locust.scenarios import clock_sync, plans, preflight, progress, run_folder
+from ollama_locust.scenarios import clock_sync, plans, preflight, progress, run_folder, secrets
 from ollama_locust.scenarios.generator_health import HealthLog, HealthSampler
 from ollama_locust.scenarios.record_sink import RecordBuffer, RecordSink
 from ollama_locust.scenarios.request_report import worker_tag
@@ -46,16 +45,6 @@ def fail(message: str) -> None:
     sys.exit(contract.EXIT_BAD_INPUT)
 
 
-def redact_url(url: str | None) -> str | None:
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return url
-
-
 def plan_for(environment) -> list[plans.Stage] | None:
     """The load plan the environment's options ask for (``plans.build_plan`` over them)."""
     return plans.build_plan(**{name: options.get(environment, name) for name in plans.PLAN_OPTIONS})
@@ -73,17 +62,20 @@ class RunOwner:
         self.checked = False  # the target was checked (and warmed) for the test about to start
         self.clocks = clock_sync.ClockOffsets()
         self.sampler: HealthSampler | None = None  # the single process's own (workers sample themselves)
+        self.reserve = None  # freed on a full disk: room for run.json and the report (open_folder)
+        self.write_failed = False
         self.controller: ShapeController | None = None
         self.interrupted = False
         self.closed = False
         self.workers_seen: set[str] = set()
         self.missing_workers: set[str] = set()
         self.bursts_fired: set[int] = set()  # burst stages whose signal went out
-        self.open_folder(options.get(environment, "run_dir") or run_folder.default_path(options.get(environment, "label")))
+        self.open_folder(options.get(environment, "run_dir") or None)
 
-    def open_folder(self, path: str) -> None:
-        """Start writing a run folder: stages.csv, requests.csv (the sink keeps its listeners), run.json."""
-        self.path = run_folder.prepare(path)
+    def open_folder(self, path: str | None) -> None:
+        """Start writing a run folder (``path``, or a new unique ``runs/<UTC ms>Z-<label>-<hex>``): stages.csv,
+        requests.csv (the sink keeps its listeners), generator.csv, run.json."""
+        self.path = run_folder.prepare(path) if path else run_folder.create_unique(options.get(self.environment, "label"))
         self.timeline = StageTimeline(f"{self.path}/{contract.STAGES_FILE}")
         listeners = self.sink.listeners if getattr(self, "sink", None) is not None else []
         self.sink = RecordSink(f"{self.path}/{contract.REQUESTS_FILE}", self.timeline)
@@ -104,7 +96,7 @@ class RunOwner:
             "server_version": None,
             "tool_version": __version__,
             "locust_version": locust.__version__,
-            "command": list(sys.argv),
+            "command": secrets.redact_argv(list(sys.argv)),
             "warmup": None,
             "simulator": None,
             "clock_offsets": self.clocks.summary(),
@@ -112,13 +104,17 @@ class RunOwner:
             **self.context(),
         }
         self.write_info()
+        self.reserve = run_folder.reserve(self.path)  # freed on a full disk: room for run.json and the report
+        self.write_failed = False
 
-    def next_path(self) -> str:
-        """The run folder of the next test started from the web UI: ``--run-dir`` + ``-2``, ``-3`` ... or a new
-        ``runs/<UTC time>-<label>``; never an existing folder."""
+    def next_path(self) -> str | None:
+        """The run folder of the next test started from the web UI: ``--run-dir`` + ``-2``, ``-3`` ..., never an
+        existing folder; None without ``--run-dir`` (a new unique ``runs/…`` folder, see open_folder)."""
         self.tests += 1
         given = options.get(self.environment, "run_dir")
-        base = f"{given.rstrip('/')}-{self.tests}" if given else run_folder.default_path(options.get(self.environment, "label"))
+        if not given:
+            return None
+        base = f"{given.rstrip('/')}-{self.tests}"
         path, n = base, 2
         while os.path.exists(path):
             path, n = f"{base}-{n}", n + 1
@@ -128,7 +124,7 @@ class RunOwner:
         """A test ended (the web UI's Stop or the plan's end): the last stage gets its end time, run.json its end."""
         now = time.time() if now is None else now
         self.timeline.finish(now)
-        self.sink.flush()
+        self.flush()
         self.info.update(ended_at=self.info.get("ended_at") or now, requests=self.sink.total)
         self.write_info()
 
@@ -157,14 +153,15 @@ class RunOwner:
             raise plans.PlanError(f"--run-context is not a JSON object: {text[:60]!r}") from None
         if not isinstance(context, dict):
             raise plans.PlanError("--run-context must be a JSON object")
-        return {key: value for key, value in context.items() if value is not None}
+        self.stop_with_launcher = context.pop("stop_with_launcher", None)
+        return {key: value for key, value in context.items() if value is not None and key != "default_host"}
 
     def described(self) -> dict:
         """The run.json keys that come from the options and the plan."""
         environment, plan = self.environment, self.plan
         return {
             "label": options.get(environment, "label"),
-            "host": redact_url(environment.host),
+            "host": secrets.redact_url(environment.host),
             "model": options.get(environment, "model"),
             "api": options.get(environment, "api"),
             "user_classes": sorted(cls.__name__ for cls in environment.user_classes),
@@ -197,7 +194,32 @@ class RunOwner:
         self.write_info()
 
     def write_info(self) -> None:
-        run_folder.write_json(f"{self.path}/{contract.RUN_FILE}", self.info)
+        try:
+            run_folder.write_json(f"{self.path}/{contract.RUN_FILE}", self.info)
+        except OSError as error:
+            if getattr(self, "write_failed", None) is None:  # the first write, at start-up: a bad run folder
+                raise run_folder.RunFolderError(f"cannot write {self.path}/{contract.RUN_FILE} ({error.strerror or error})") from None
+            self.on_write_error(f"{contract.RUN_FILE}", error.strerror or str(error))
+
+    def flush(self) -> None:
+        """Write the pending records; a write error (a full disk) stops the run (once)."""
+        if not self.sink.flush():
+            self.on_write_error(contract.REQUESTS_FILE, self.sink.write_error)
+
+    def on_write_error(self, name: str, why: str | None) -> None:
+        if self.write_failed:
+            return
+        self.write_failed = True
+        self.info["write_error"] = f"{name}: {why}"
+        run_folder.release(self.reserve)  # room for run.json and the report of what ran
+        self.reserve = None
+        sys.stderr.write(f"ollama-locust: cannot write {self.path}/{name} ({why}); stopping the run: the records not "
+                         "written yet are kept in memory and retried at the end, the report says how many are missing\n")
+        sys.stderr.flush()
+        self.environment.process_exit_code = contract.EXIT_WRITE_FAILED
+        _quiet_locust_files(self.environment)
+        if not self.closed:
+            gevent.spawn(self.runner.quit)
 
     def check_target(self, host: str | None = None, model: str | None = None, api: str | None = None) -> None:
         """Preflight and warm-up. The web UI passes the form's host, model and API (not applied yet)."""
@@ -208,7 +230,7 @@ class RunOwner:
         key = preflight.api_key(options.get(environment, "api_key_env"))
         model, api = model or options.get(environment, "model"), api or options.get(environment, "api")
         try:
-            self.phase = f"checking {redact_url(host)}"
+            self.phase = f"checking {secrets.redact_url(host)}"
             target = preflight.check_target(host, model, api, key=key)
             self.info["server_version"] = target.server_version
             if not options.get(environment, "skip_warmup"):
@@ -251,7 +273,7 @@ class RunOwner:
             gevent.sleep(FLUSH_INTERVAL_S)
             if self.sampler is not None:
                 self.health.add_many(self.sampler.drain())
-            self.sink.flush()
+            self.flush()
             self.health.flush()
             self.note_missing_workers()
 
@@ -365,17 +387,88 @@ class RunOwner:
         self.closed = True
         if self.sampler is not None:
             self.health.add_many(self.sampler.drain())
+        self.flush()  # the last try of what a full disk held back
         self.sink.close()
         self.health.close()
         self.info.update(ended_at=self.info.get("ended_at") or time.time(), interrupted=self.interrupted,
                          requests=self.sink.total)
+        if self.write_failed or self.sink.unwritten:
+            self.info["records_unwritten"] = self.sink.unwritten
+            self.info.setdefault("write_error", f"{contract.REQUESTS_FILE}: {self.sink.write_error}")
+        run_folder.release(self.reserve)
+        self.reserve = None
         if controller is not None and controller.failed_stage is not None and controller.stop_on_failure \
                 and controller.failed_stage < len(self.plan or ()) - 1:  # stepping stopped: later stages did not run
             self.info["stopped_on_failure"] = {"stage": controller.failed_stage, "reason": controller.failure_reason}
         self.write_info()
-        if self.interrupted:
+        if self.interrupted and not self.write_failed:
             self.environment.process_exit_code = contract.EXIT_INTERRUPTED
-        print(f"{progress.PREFIX} run folder: {self.path} ({self.sink.total} requests)", flush=True)
+        self.stop_orphaned_simulator()
+        try:  # (a launcher that died took the pipe with it)
+            if self.sink.unwritten:
+                sys.stderr.write(f"ollama-locust: {self.sink.unwritten} of {self.sink.total} records could not be written "
+                                 f"to {self.path}/{contract.REQUESTS_FILE} ({self.sink.write_error}); they are lost\n")
+            print(f"{progress.PREFIX} run folder: {self.path} ({self.sink.total} requests)", flush=True)
+        except OSError:
+            pass
+
+    def stop_orphaned_simulator(self) -> None:
+        """``step --sim`` died (kill -9) before this master ended: stop its simulator now, after the load
+        (step would have, had it lived), so that nothing outlives step and the target outlives the load."""
+        import os
+        import signal
+
+        orphan = getattr(self, "stop_with_launcher", None)
+        if not isinstance(orphan, dict) or not orphan.get("simulator_pid"):
+            return
+        if os.getppid() == orphan.get("launcher_pid"):
+            return  # step is alive: it stops the simulator itself
+        try:
+            os.kill(int(orphan["simulator_pid"]), signal.SIGTERM)
+        except (OSError, ValueError, TypeError):
+            pass
+
+
+def terminate_like_ctrl_c() -> None:
+    """SIGTERM does what Ctrl-C does (the running requests cut short and recorded, run.json finalised,
+    Locust's CSV and HTML written, exit 130): it raises KeyboardInterrupt in the main greenlet. Installed at start-up, where
+    Locust has no handler yet (the target check and warm-up run there), and again when the test starts,
+    over Locust's own (which would shut down without the HTML report)."""
+    import signal
+
+    global _term_watcher
+    if _term_watcher is not None:
+        _term_watcher.cancel()
+    hub = gevent.get_hub()
+    thrown = []
+
+    def on_term() -> None:
+        if not thrown:  # once: a second SIGTERM must not interrupt the shutdown of the first
+            thrown.append(True)
+            hub.parent.throw(KeyboardInterrupt)  # hub.parent: the main greenlet
+
+    _term_watcher = gevent.signal_handler(signal.SIGTERM, on_term)
+
+
+_term_watcher = None
+
+
+def _quiet_locust_files(environment) -> None:
+    """The disk is full: Locust's HTML report is not attempted (it would fail with a traceback before the
+    run is finalised) and closing its CSV files may fail quietly; the records and run.json go first."""
+    parsed = environment.parsed_options
+    if parsed is not None and getattr(parsed, "html_file", None):
+        parsed.html_file = None
+    writer = getattr(environment, "stats_csv_writer", None)
+    close = getattr(writer, "close_files", None)
+    if close is not None:
+        def close_files() -> None:
+            try:
+                close()
+            except OSError:
+                pass
+
+        writer.close_files = close_files
 
 
 def _setup_worker(environment) -> None:
@@ -429,8 +522,27 @@ def default_user_classes(environment) -> None:
         environment.user_classes = chosen
 
 
+def _apply_default_host(environment) -> None:
+    """No host from the command line, locust.conf or LOCUST_HOST: the launcher's default (``step`` names
+    it in --run-context), so that locust.conf's ``host =`` wins over step's default."""
+    if environment.host:
+        return
+    try:
+        context = json.loads(options.get(environment, "run_context") or "{}")
+    except ValueError:
+        return
+    default = context.get("default_host") if isinstance(context, dict) else None
+    if default:
+        environment.host = default
+        if environment.parsed_options is not None:
+            environment.parsed_options.host = default
+
+
 def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
     default_user_classes(environment)
+    _apply_default_host(environment)
+    if secrets.has_credentials(environment.host):
+        fail(secrets.url_credentials_error(environment.host))
     try:
         recorder = RunOwner(environment)
     except (plans.PlanError, run_folder.RunFolderError) as error:
@@ -465,14 +577,21 @@ def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
         environment.llm_records = recorder.sink
         recorder.sampler = HealthSampler(worker_tag(), users=lambda: runner.user_count)
         gevent.spawn(recorder.sampler.run)
+    terminate_like_ctrl_c()
     if headless and not options.get(environment, "skip_preflight"):
         try:
             recorder.check_target()
         except preflight.PreflightError as error:
             fail(str(error))
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM during the target check or the warm-up
+            recorder.finish()
+            sys.stderr.write("ollama-locust: interrupted before the run started (during the target check or the warm-up)\n")
+            sys.stderr.flush()
+            sys.exit(contract.EXIT_INTERRUPTED)
     recorder.configure()
 
     def on_test_start(environment, **_kw) -> None:
+        terminate_like_ctrl_c()  # again: Locust may have installed its own (which skips the HTML report) since
         if recorder.checked:  # the web UI checked and warmed the target before the start (webui.register)
             recorder.checked = False
             return

@@ -8,6 +8,7 @@ Every problem becomes one :class:`PreflightError` line that says what failed and
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -18,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from ollama_locust import contract
+from ollama_locust.scenarios import secrets
 
 
 NO_HOST = "no target host: give --host (e.g. http://127.0.0.1:11434)"
@@ -42,7 +44,9 @@ def _same_model(wanted: str, available: str) -> bool:
 
 def api_key(env_var: str) -> str | None:
     """The bearer key for openai/gateway APIs: read from the environment only, never from options."""
-    return os.environ.get(env_var) or None if env_var else None
+    key = os.environ.get(env_var) or None if env_var else None
+    secrets.register(key)  # masked in everything stored from now on
+    return key
 
 
 @dataclass
@@ -50,34 +54,106 @@ class Answer:
     status: int
     content_type: str
     body: bytes
+    location: str | None = None  # of a redirect (not followed)
 
     def json(self):
         return json.loads(self.body)
 
 
+MAX_ANSWER = 16 << 20  # bytes of one preflight answer kept (a longer one is refused)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed (nor by the load: one behaviour everywhere), so a key never goes elsewhere."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
 def _request(url: str, *, headers: dict, timeout: float, payload: dict | None = None) -> Answer:
     """One HTTP exchange with the standard library (safe under gevent's monkey-patching, unlike
-    httpx whose optional trio backend breaks on a patched ``select``). Errors become PreflightError."""
+    httpx whose optional trio backend breaks on a patched ``select``), bounded in time (the whole
+    exchange, under gevent) and size. Redirects are not followed. Every failure becomes one PreflightError."""
     host = url.split("/", 3)[:3]
     host = "/".join(host)
     data = None if payload is None else json.dumps(payload).encode()
     request = urllib.request.Request(url, data=data, headers={**headers, **({"Content-Type": "application/json"} if data else {})})
+    deadline = _deadline(timeout)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return Answer(response.status, response.headers.get("content-type", "?"), response.read())
-    except urllib.error.HTTPError as error:
-        return Answer(error.code, error.headers.get("content-type", "?") if error.headers else "?", error.read() or b"")
-    except (socket.timeout, TimeoutError):
-        raise PreflightError(f"{host} did not answer within {timeout:g} s; is it overloaded or the wrong address?") from None
-    except (urllib.error.URLError, OSError) as error:
+        if deadline is not None:
+            deadline.start()
+        try:
+            with _opener.open(request, timeout=timeout) as response:
+                return Answer(response.status, response.headers.get("content-type", "?"), _read(response, host))
+        except urllib.error.HTTPError as error:
+            answer = Answer(error.code, error.headers.get("content-type", "?") if error.headers else "?", _read(error, host))
+            answer.location = error.headers.get("location") if error.headers else None
+            return answer
+    except PreflightError:
+        raise
+    except BaseException as error:
+        if deadline is not None and error is deadline or isinstance(error, (socket.timeout, TimeoutError)):
+            raise PreflightError(f"{host} did not answer within {timeout:g} s; is it overloaded or the wrong address?") from None
+        if isinstance(error, (http.client.HTTPException, ValueError)):  # an SSH banner, a reply cut after its headers
+            raise PreflightError(f"{host} does not speak HTTP as expected ({_http_failure(error)}); check --host (scheme and port)") from None
+        if not isinstance(error, (urllib.error.URLError, OSError)):
+            raise
         reason = getattr(error, "reason", error)
+        if isinstance(reason, http.client.HTTPException):
+            raise PreflightError(f"{host} does not speak HTTP as expected ({_http_failure(reason)}); check --host (scheme and port)") from None
         text = "connection refused" if isinstance(reason, ConnectionRefusedError) or "refused" in str(reason).lower() else str(reason)
         raise PreflightError(f"cannot reach {host} ({text}); start Ollama (or your gateway) or run 'ollama-locust sim'") from None
+    finally:
+        if deadline is not None:
+            deadline.close()
+
+
+def _deadline(timeout: float):
+    """A gevent.Timeout for the whole exchange when gevent runs (the load processes), else None."""
+    try:
+        import gevent
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return None
+    return gevent.Timeout(timeout) if timeout and timeout > 0 else None
+
+
+def _read(response, host: str) -> bytes:
+    length = (response.headers.get("content-length") or "") if response.headers else ""
+    if length.isdigit() and int(length) <= MAX_ANSWER:
+        return response.read() or b""  # http.client raises IncompleteRead when the reply is cut short
+    body = response.read(MAX_ANSWER + 1) or b""
+    if len(body) > MAX_ANSWER:
+        raise PreflightError(f"{host} answered more than {MAX_ANSWER} bytes; check --host")
+    return body
+
+
+def _http_failure(error: BaseException) -> str:
+    if isinstance(error, http.client.IncompleteRead):
+        more = f", {error.expected} more were announced" if error.expected is not None else ""
+        return f"the connection closed after {len(error.partial)} bytes of the reply body{more}"
+    if isinstance(error, http.client.RemoteDisconnected):
+        return "the connection closed without a reply"
+    if isinstance(error, http.client.BadStatusLine):
+        line = " ".join(str(error.line if hasattr(error, "line") else error).split())[:60]
+        return f"not an HTTP status line: {line!r}"
+    return " ".join(f"{type(error).__name__}: {error}".split())[:120]
+
+
+def redirect_message(host: str, what: str, status: int, location: str | None) -> str:
+    """The one line for a redirect: not followed (anywhere), so the user gives the final address."""
+    where = f" to {secrets.redact_url(location)}" if location else ""
+    return (f"{host}: {what} answered HTTP {status} (a redirect{where}); redirects are not followed, "
+            "so credentials never go to another address: give the final URL as --host")
 
 
 def _json(answer: Answer, host: str, path: str):
     kind = answer.content_type.split(";")[0]
     what = "Ollama" if path.startswith("/api") else "an OpenAI-compatible server"
+    if 300 <= answer.status < 400:
+        raise PreflightError(redirect_message(host, f"GET {path}", answer.status, answer.location))
     if answer.status != 200:
         raise PreflightError(f"{host} does not look like {what}: GET {path} answered HTTP {answer.status} ({kind}); check --host and --api")
     try:
@@ -137,12 +213,14 @@ def warm_up(host: str, model: str, api: str, *, key: str | None = None, timeout:
     started = time.perf_counter()
     try:
         answer = _request(host + path, headers=headers, timeout=timeout, payload=payload)
-    except PreflightError as error:
-        return {"outcome": "error", "e2e_ms": None, "load_ms": None, "error": str(error)}
+    except PreflightError as error:  # no HTTP answer at all: the load could get none either
+        raise PreflightError(f"the warm-up request failed: {error} (--skip-warmup to run anyway)") from None
+    if 300 <= answer.status < 400:
+        raise PreflightError(redirect_message(host, f"POST {path}", answer.status, answer.location))
     e2e_ms = (time.perf_counter() - started) * 1000.0
     result = {"outcome": "ok" if answer.status == 200 else "http_error", "e2e_ms": round(e2e_ms, 3), "load_ms": None, "error": ""}
     if answer.status != 200:
-        result["error"] = f"HTTP {answer.status}: {answer.body[:200].decode(errors='replace')}"
+        result["error"] = secrets.mask(f"HTTP {answer.status}: {answer.body[:4096].decode(errors='replace')}")[:200]
         return result
     try:
         body = answer.json()

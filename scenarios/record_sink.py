@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -72,21 +73,32 @@ _DECIMALS = {name: (6 if name in ("start_time", "latency", "total_duration") els
 
 
 class RecordSink:
+    """Stamps, tallies and appends records to ``requests.csv``.
+
+    Pending rows are cleared only once they are written: a write error (a full disk) truncates the file
+    back to its last whole row, keeps the rows in memory to retry at the next flush, and is kept in
+    ``write_error``; ``unwritten`` says how many records are not in the file.
+    """
+
     def __init__(self, path: str | None, timeline: StageTimeline):
         self.timeline = timeline
         self.tallies: dict[int, StageTally] = {}
         self.total = 0
+        self.path = path
         self._pending: list[dict] = []
         self.listeners: list = []  # callables(record) told of every stamped record (e.g. the web UI's live view)
-        self._handle = None
-        self._writer = None
+        self.write_error: str | None = None  # the last write failure (e.g. "No space left on device"), None when fine
+        self._fd: int | None = None
+        self._header = b""
         if path:
-            new = not os.path.exists(path) or os.path.getsize(path) == 0
-            self._handle = open(path, "a", newline="", encoding="utf-8")
-            self._writer = csv.writer(self._handle)
-            if new:
-                self._writer.writerow(contract.COLUMN_NAMES)
-                self._handle.flush()
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if os.fstat(self._fd).st_size == 0:
+                self._header = _rows([contract.COLUMN_NAMES])
+                self._write(b"")  # the header now, or with the first rows once there is room
+
+    @property
+    def unwritten(self) -> int:
+        return len(self._pending)
 
     def add(self, record: dict) -> None:
         self.timeline.stamp(record)
@@ -110,18 +122,52 @@ class RecordSink:
         for record in records:
             self.add(record)
 
-    def flush(self) -> None:
-        if self._writer is None:
+    def flush(self) -> bool:
+        """Append the pending rows; True when everything is written (False: kept for the next try)."""
+        if self._fd is None:
             self._pending.clear()
-            return
-        if self._pending:
-            rows = [[_cell(record.get(name), _DECIMALS[name]) for name in contract.COLUMN_NAMES] for record in self._pending]
-            self._pending.clear()
-            self._writer.writerows(rows)
-            self._handle.flush()
+            return True
+        if not self._pending and not self._header:
+            return True
+        pending = self._pending
+        data = _rows([_cell(record.get(name), _DECIMALS[name]) for name in contract.COLUMN_NAMES] for record in pending)
+        if not self._write(data):
+            return False
+        del pending[: len(pending)]
+        return True
+
+    def _write(self, data: bytes) -> bool:
+        data = self._header + data
+        if not data:
+            return True
+        fd = self._fd
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as error:
+            try:
+                os.ftruncate(fd, size)  # no half row: the next try appends whole rows
+            except OSError:
+                pass
+            self.write_error = error.strerror or str(error)
+            return False
+        self._header = b""
+        self.write_error = None
+        return True
 
     def close(self) -> None:
         self.flush()
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = self._writer = None
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError as error:  # NFS and friends report a failed write here
+                self.write_error = error.strerror or str(error)
+            self._fd = None
+
+
+def _rows(rows) -> bytes:
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    return out.getvalue().encode("utf-8")

@@ -22,6 +22,7 @@ import socket
 import uuid
 
 from ollama_locust import contract
+from ollama_locust.scenarios import secrets
 
 _sequence = itertools.count(1)
 _bits_pid: int | None = None
@@ -69,6 +70,7 @@ def complete(record: dict, user_class: str) -> dict:
     record.setdefault("stage", -1)
     record.setdefault("stage_users", 0)
     record.setdefault("settle", False)
+    record["error"] = secrets.mask(record.get("error"))  # the one place an error text is stored
     e2e_ms = record.get("e2e_ms")
     total_ms = record.get("server_total_ms")
     record["latency"] = None if e2e_ms is None else e2e_ms / 1000.0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
+import tempfile
 import time
 
 
@@ -13,9 +15,35 @@ class RunFolderError(OSError):
 
 
 def default_path(label: str = "", parent: str = "runs", now: float | None = None) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    """``parent/<UTC time to the ms>Z-<label>-<4 random hex>``: two runs started in the same millisecond
+    still get two folders (and :func:`create_unique` creates it exclusively)."""
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-") if label else "run"
-    return os.path.join(parent, f"{stamp}-{safe or 'run'}")
+    return os.path.join(parent, f"{stamp}-{safe or 'run'}-{secrets.token_hex(2)}")
+
+
+def create_unique(label: str = "", parent: str = "runs") -> str:
+    """A new run folder under ``parent``, created exclusively (never one another run already uses)."""
+    parent = os.path.abspath(parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as error:
+        raise _not_writable(parent, error) from None
+    for _attempt in range(20):
+        path = default_path(label, parent)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise _not_writable(path, error) from None
+        return prepare(path)
+    raise RunFolderError(f"cannot create a new run folder in {parent}: every name tried exists")
+
+
+def _not_writable(path: str, error: OSError) -> RunFolderError:
+    return RunFolderError(f"run folder {path} is not writable ({error.strerror or error}); choose another with --out/--run-dir")
 
 
 def prepare(path: str) -> str:
@@ -23,12 +51,11 @@ def prepare(path: str) -> str:
     path = os.path.abspath(path)
     try:
         os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".write-test")
-        with open(probe, "w", encoding="utf-8") as handle:
-            handle.write("ok")
+        descriptor, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)  # a name of its own: no race
+        os.close(descriptor)
         os.remove(probe)
     except OSError as error:
-        raise RunFolderError(f"run folder {path} is not writable ({error.strerror or error}); choose another with --out/--run-dir") from None
+        raise _not_writable(path, error) from None
     return path
 
 
@@ -47,3 +74,28 @@ def read_json(path: str) -> dict:
             return json.load(handle)
     except (OSError, ValueError):
         return {}
+
+
+RESERVE_FILE = ".space-reserve"
+RESERVE_BYTES = 32 * 1024
+
+
+def reserve(path: str, size: int = RESERVE_BYTES) -> str | None:
+    """Hold ``size`` bytes of the run folder's disk in a file, freed by :func:`release` when the disk is
+    full, so that run.json and the report of what ran still fit. None when even that cannot be written."""
+    file = os.path.join(path, RESERVE_FILE)
+    try:
+        with open(file, "wb") as handle:
+            handle.write(b"\0" * size)
+        return file
+    except OSError:
+        release(file)
+        return None
+
+
+def release(file: str | None) -> None:
+    if file:
+        try:
+            os.remove(file)
+        except OSError:
+            pass

@@ -118,8 +118,9 @@ class LLMUser(User):
         if llm is not None:
             llm.close()
 
-    # After a failure the next request waits at least 0.25 s, doubling up to 2 s while failures go on:
-    # a dead or refusing target is not hammered in a tight loop (think time 0 included).
+    # After a failure (any class) the next request waits at least 0.25 s, doubling up to 2 s while failures
+    # go on, or the server's Retry-After (bounded to 30 s) when longer: a dead, refusing or garbage-answering
+    # target is not hammered in a tight loop (think time 0 included).
     failure_backoff_s = (0.25, 2.0)
 
     def wait_time(self) -> float:
@@ -128,6 +129,8 @@ class LLMUser(User):
         if failures:
             first, cap = self.failure_backoff_s
             think = max(think, min(cap, first * 2 ** (failures - 1)))
+            llm = getattr(self, "llm", None)
+            think = max(think, getattr(llm, "retry_after", None) or 0.0)  # Retry-After, bounded by the client
         return think
 
     def ask(self, messages: list[dict], check=None) -> tuple[dict, str]:
@@ -148,7 +151,7 @@ class LLMUser(User):
                 record["outcome"] = contract.INVALID
                 record["error"] = problem
                 text = ""
-        failed = record["outcome"] in (contract.REJECTED, contract.TIMEOUT, contract.HTTP_ERROR, contract.STREAM_ERROR)
+        failed = record["outcome"] in contract.FAILURE_OUTCOMES  # every class, invalid and empty included
         self.consecutive_failures = getattr(self, "consecutive_failures", 0) + 1 if failed else 0
         self._report(record)
         return record, text

@@ -128,18 +128,42 @@ class SimProcess:
     stderr_path: str
 
 
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """In a child before exec (``preexec_fn``): get ``sig`` when the parent dies, however it dies
+    (Linux ``PR_SET_PDEATHSIG``; elsewhere nothing), so no process outlives its launcher."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 @contextlib.contextmanager
 def start_process(args: list[str] | tuple[str, ...] = (), *, timeout: float = 20.0, env: dict | None = None,
-                  cpu: int | None = None) -> Iterator[SimProcess]:
+                  cpu: int | None = None, own_session: bool = False,
+                  parent_death_signal: int | None = None) -> Iterator[SimProcess]:
     """Spawn ``python -m ollama_locust.simulator --port 0 ARGS``, wait for its listening line, terminate it on exit.
 
-    ``cpu`` pins the child to one CPU (Linux). Raises SimStartError if it exits or stays silent.
+    ``cpu`` pins the child to one CPU (Linux). ``own_session``: a session of its own, so a Ctrl-C or
+    hang-up of the terminal does not reach it (the caller stops it, after its load). ``parent_death_signal``:
+    sent to it when the caller dies (Linux). Raises SimStartError if it exits or stays silent.
     """
     stderr_file = tempfile.NamedTemporaryFile(prefix="ollama-locust-sim-", suffix=".stderr", delete=False)
     cmd = [sys.executable, "-m", "ollama_locust.simulator", "--port", "0", *args]
-    preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+
+    def preexec() -> None:
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+        if parent_death_signal is not None:
+            die_with_parent(parent_death_signal)
+
+    needed = cpu is not None or parent_death_signal is not None
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file, stdin=subprocess.DEVNULL,
-                            env=env, text=True, bufsize=1, preexec_fn=preexec)
+                            env=env, text=True, bufsize=1, preexec_fn=preexec if needed else None,
+                            start_new_session=own_session)
     try:
         url = _wait_for_url(proc, timeout, stderr_file.name)
         yield SimProcess(url=url, pid=proc.pid, proc=proc, stderr_path=stderr_file.name)

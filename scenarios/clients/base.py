@@ -18,7 +18,7 @@ import gevent
 
 from ollama_locust import contract
 
-from ollama_locust.scenarios import request_metrics
+from ollama_locust.scenarios import request_metrics, secrets
 from ollama_locust.scenarios.clients.streams import Decoder, StreamError, error_text
 from ollama_locust.scenarios.clients.transport import Connection, TransportError
 
@@ -44,7 +44,7 @@ def classify_status(status: int) -> str:
 
 
 def _one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
+    text = " ".join(secrets.mask(text).split())  # masked before it is cut: no prefix of a key survives
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -60,8 +60,12 @@ def html_page_message(path: str) -> str:
     return f"the server answered an HTML page for {path}, not the LLM API (check --host / --gateway-path)"
 
 
-def error_message(status: int, content_type: str, body: bytes, path: str) -> str:
-    """One line for a non-2xx reply: the server's own error text when it gave one."""
+def error_message(status: int, content_type: str, body: bytes, path: str, location=None) -> str:
+    """One line for a non-2xx reply: the server's own error text when it gave one. Redirects are not
+    followed (by the preflight neither), so credentials never go to another address."""
+    if 300 <= status < 400:
+        where = f" to {secrets.redact_url(location)}" if isinstance(location, str) and location else ""
+        return _one_line(f"HTTP {status}: a redirect{where}, not followed; give the final URL as --host")
     if _looks_html(content_type, body):
         return f"HTTP {status}: {html_page_message(path)}"
     text = body.decode("utf-8", "replace").strip()
@@ -75,6 +79,28 @@ def error_message(status: int, content_type: str, body: bytes, path: str) -> str
         except ValueError:
             pass
     return _one_line(f"HTTP {status}: {text}" if text else f"HTTP {status}")
+
+
+RETRY_AFTER_MAX_S = 30.0  # a Retry-After is honoured up to this many seconds
+
+
+def retry_after_s(value) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), bounded to RETRY_AFTER_MAX_S."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
 
 
 def fill_metrics(record: dict, t_sent: float, t_end: float, decoder: Decoder | None) -> None:
@@ -95,6 +121,8 @@ def fill_metrics(record: dict, t_sent: float, t_end: float, decoder: Decoder | N
     record["token_arrivals"] = request_metrics.token_arrivals(decoder.buckets)
     if decoder.final is not None:
         record.update(request_metrics.server_split(decoder.final))
+    if decoder.bad_counts:
+        record["bad_counts"] = " ".join(decoder.bad_counts)
 
 
 def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: dict,
@@ -125,7 +153,9 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
             t_end = _perf()
             response.release()
             record["outcome"] = classify_status(status)
-            record["error"] = error_message(status, content_type, raw, path)
+            record["error"] = error_message(status, content_type, raw, path, response.headers.get("location"))
+            if status in (429, 503) and response.headers.get("retry-after"):
+                record["_retry_after"] = response.headers["retry-after"]  # for the user's back-off (not a column)
             return ""
         chosen = choose_decoder(response.content_type)
         if isinstance(chosen, str):
@@ -139,6 +169,7 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
         waiting_first = first is not None
         read = response.read
         feed = decoder.feed
+        reads = 0
         while True:
             data = read()
             now = response.arrived if data else _perf()
@@ -152,6 +183,9 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
             if waiting_first and decoder.t_first is not None:
                 first.cancel()
                 waiting_first = False
+            reads += 1
+            if reads % YIELD_EVERY == 0:  # a target that sends as fast as it can: the data is always ready,
+                _bounded(t_sent, total, request_timeout, first if waiting_first else None, first_token_timeout)
         if first is not None:
             first.cancel()
         if total is not None:
@@ -201,7 +235,10 @@ def exchange(conn: Connection, path: str, body: bytes, headers: dict, record: di
         t_end = _perf()
         t_sent = _mark_sent(record, conn, wall_begun, t_begun)
         conn.close()
-        fill_metrics(record, t_sent, t_end, decoder)
+        try:
+            fill_metrics(record, t_sent, t_end, decoder)
+        except Exception:  # the metrics are what failed: the record keeps its latency only
+            record["e2e_ms"] = request_metrics.e2e_ms(t_sent, t_end)
         record["outcome"] = contract.STREAM_ERROR if record["http_status"] else contract.HTTP_ERROR
         record["error"] = _one_line(f"{type(exc).__name__}: {exc}")
         return ""
@@ -226,6 +263,19 @@ def _mark_sent(record: dict, conn: Connection, wall_begun: float, t_begun: float
         return t_begun
     record["start_time"] = wall_begun + (sent - t_begun)
     return sent
+
+
+YIELD_EVERY = 8  # reads between turns of the hub while a reply's data is always ready
+
+
+def _bounded(t_sent: float, total, request_timeout: float, first, first_token_timeout: float) -> None:
+    """Let the hub run (other users, heartbeats) and enforce the timeouts even if their timers are late."""
+    gevent.sleep(0)
+    elapsed = _perf() - t_sent
+    if total is not None and elapsed > request_timeout:
+        raise total
+    if first is not None and elapsed > first_token_timeout:
+        raise first
 
 
 def _drain(response) -> None:

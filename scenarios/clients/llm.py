@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import orjson
 
-from ollama_locust.scenarios.clients.base import exchange, html_page_message, new_record
+from ollama_locust.scenarios.clients.base import exchange, html_page_message, new_record, retry_after_s
 from ollama_locust.scenarios.clients.streams import DocumentDecoder, NDJSONDecoder, SSEDecoder
 from ollama_locust.scenarios.clients.transport import Connection
+from ollama_locust.scenarios import secrets
 from ollama_locust.scenarios.request_report import next_request_id
 
 _dumps = orjson.dumps
@@ -50,8 +51,10 @@ class LLMClient:
         self.first_token_timeout = first_token_timeout
         self.request_timeout = request_timeout
         self.conn = Connection(host, connect_timeout=connect_timeout)
+        self.retry_after: float | None = None  # seconds the last reply asked to wait (Retry-After on 429/503)
         self._headers = {"Content-Type": "application/json", "Accept": self.accept, "User-Agent": "ollama-locust"}
         if api_key:
+            secrets.register(api_key)
             self._headers["Authorization"] = f"Bearer {api_key}"
 
     def __repr__(self) -> str:  # never shows the key
@@ -88,6 +91,7 @@ class LLMClient:
         headers["X-Request-ID"] = request_id
         text = exchange(self.conn, self.path, body, headers, record, self.decoder,
                         self.first_token_timeout, self.request_timeout)
+        self.retry_after = retry_after_s(record.pop("_retry_after", None))  # the server's Retry-After, bounded
         return record, text
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ import orjson
 
 MAX_LINE = 1 << 20  # 1 MiB: a longer line is a stream_error, and memory stays bounded
 MAX_DOCUMENT = 16 << 20  # a non-streamed JSON reply larger than this is a stream_error
+MAX_REPLY_TEXT = 1 << 20  # characters of reply text kept per request (chunks beyond it are counted, not kept)
 
 from ollama_locust.contract import TOKEN_BUCKET_MS
 
@@ -43,6 +44,19 @@ def error_text(value) -> str:
     if isinstance(value, dict):
         value = value.get("message") or value.get("error") or orjson.dumps(value).decode()
     return " ".join(str(value).split())
+
+
+def count(value, name: str, bad: list[str]):
+    """A token count the server reported, when it is a non-negative integer; else None, and
+    ``name='value'`` is noted in ``bad`` (the record's ``bad_counts``: ignored, tokens estimated)."""
+    if value is None:
+        return None
+    if type(value) is int and value >= 0:
+        return value
+    if type(value) is float and value >= 0 and value.is_integer():
+        return int(value)
+    bad.append(f"{name}={_snippet(orjson.dumps(value), 20)}")
+    return None
 
 
 def dig(obj, path: tuple[str, ...]):
@@ -77,6 +91,8 @@ class Decoder:
         self.completion_tokens: int | None = None
         self.prompt_tokens: int | None = None
         self.streamed = True
+        self.bad_counts: list[str] = []  # reported counts that were not non-negative integers (ignored)
+        self.text_size = 0  # characters of content kept in ``parts`` (at most MAX_REPLY_TEXT)
         self._tail = b""
         # token_arrivals: content chunks per TOKEN_BUCKET_MS bucket after ``origin`` (perf_counter s, set by
         # the driver when the request is sent); request_metrics.token_arrivals encodes them for the record.
@@ -99,7 +115,10 @@ class Decoder:
         return lines
 
     def _content(self, content, now: float) -> None:
-        self.parts.append(content)
+        if self.text_size < MAX_REPLY_TEXT:
+            content = content[: MAX_REPLY_TEXT - self.text_size]
+            self.parts.append(content)
+            self.text_size += len(content)
         self.chunks += 1
         if self.t_first is None:
             self.t_first = now
@@ -174,12 +193,14 @@ class NDJSONDecoder(Decoder):
                 self.done = True
                 self.final = obj
                 self.done_reason = obj.get("done_reason")
-                count = obj.get("eval_count")
-                if count is not None:
-                    self.completion_tokens = count
-                elif self.chunks == 0 and "total_duration" in obj:
+                reported = count(obj.get("eval_count"), "eval_count", self.bad_counts)
+                if reported is not None:
+                    self.completion_tokens = reported
+                elif self.chunks == 0 and "total_duration" in obj and "eval_count" not in obj:
                     self.completion_tokens = 0  # omitempty: metrics reported, eval_count 0 left out
-                self.prompt_tokens = obj.get("prompt_eval_count", 0 if "total_duration" in obj else None)
+                prompt = count(obj.get("prompt_eval_count"), "prompt_eval_count", self.bad_counts)
+                self.prompt_tokens = prompt if prompt is not None else (
+                    0 if "total_duration" in obj and "prompt_eval_count" not in obj else None)
                 return True
         return self.done
 
@@ -200,6 +221,7 @@ class SSEDecoder(Decoder):
         super().__init__(max_line)
         self.path = path
         self._data: list[bytes] = []
+        self._data_size = 0
 
     def feed(self, data: bytes, now: float) -> bool:
         for line in self._lines(data):
@@ -211,6 +233,7 @@ class SSEDecoder(Decoder):
                 if self._data:
                     payload = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
                     self._data = []
+                    self._data_size = 0
                     self._event(payload, now)
                 continue
             if line[:5] == b"data:":
@@ -222,6 +245,9 @@ class SSEDecoder(Decoder):
                     self.done = True
                     return True
                 self._data.append(value)
+                self._data_size += len(value)
+                if self._data_size > self.max_line:
+                    raise StreamError(f"an event's data is longer than {self.max_line} bytes")
             # ':' comments and other fields (event, id, retry) carry nothing we measure
         return self.done
 
@@ -261,10 +287,12 @@ class SSEDecoder(Decoder):
                         self.done_reason = reason
         usage = obj.get("usage")
         if type(usage) is dict:
-            if usage.get("completion_tokens") is not None:
-                self.completion_tokens = usage["completion_tokens"]
-            if usage.get("prompt_tokens") is not None:
-                self.prompt_tokens = usage["prompt_tokens"]
+            completion = count(usage.get("completion_tokens"), "completion_tokens", self.bad_counts)
+            if completion is not None:
+                self.completion_tokens = completion
+            prompt = count(usage.get("prompt_tokens"), "prompt_tokens", self.bad_counts)
+            if prompt is not None:
+                self.prompt_tokens = prompt
 
 
 class DocumentDecoder(Decoder):
@@ -321,13 +349,17 @@ class DocumentDecoder(Decoder):
         if type(obj) is dict:
             if any(key in obj for key in ("total_duration", "eval_duration")):
                 self.final = obj
-                self.completion_tokens = obj.get("eval_count", 0)
-                self.prompt_tokens = obj.get("prompt_eval_count", 0)
+                reported = count(obj.get("eval_count", 0), "eval_count", self.bad_counts)
+                self.completion_tokens = reported
+                prompt = count(obj.get("prompt_eval_count", 0), "prompt_eval_count", self.bad_counts)
+                self.prompt_tokens = prompt
                 self.done_reason = obj.get("done_reason")
             usage = obj.get("usage")
             if type(usage) is dict:
-                self.completion_tokens = usage.get("completion_tokens", self.completion_tokens)
-                self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
+                completion = count(usage.get("completion_tokens"), "completion_tokens", self.bad_counts)
+                self.completion_tokens = completion if completion is not None else self.completion_tokens
+                prompt = count(usage.get("prompt_tokens"), "prompt_tokens", self.bad_counts)
+                self.prompt_tokens = prompt if prompt is not None else self.prompt_tokens
                 choice = dig(obj, ("choices", "0"))
                 if type(choice) is dict and choice.get("finish_reason"):
                     self.done_reason = choice["finish_reason"]

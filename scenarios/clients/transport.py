@@ -29,6 +29,7 @@ from geventhttpclient._parser import HTTPParseError
 from geventhttpclient.response import HTTPResponse
 
 RECV_SIZE = 65536
+MAX_HEADER_BYTES = 64 * 1024  # a status line and headers longer than this: an http_error (memory stays bounded)
 
 # Kernel receive timestamps (Linux SO_TIMESTAMPNS): the time a packet reached the machine, so a busy
 # load generator (1000 streams on one hub) does not add its own queueing to TTFT and E2E.
@@ -98,9 +99,13 @@ class Response:
         """
         parser = self._parser
         body = parser.body
+        empty = 0
         while not body:
             if parser.message_complete or self._eof:
                 return b""
+            empty += 1
+            if empty % 8 == 0:  # bytes that decode to no body (chunk framing, trailers) keep coming
+                gevent.sleep(0)
             try:
                 data, self.arrived = _recv(self._sock, self._stamped, self._offset)
             except OSError as exc:
@@ -264,6 +269,7 @@ class Connection:
     def _exchange(self, sock, raw: bytes, method: str) -> Response:
         parser = _Parser(method)
         got_bytes = False
+        head_bytes = 0
         try:
             self.sent_at = time.perf_counter()
             sock.sendall(raw)
@@ -276,7 +282,12 @@ class Connection:
                         raise _StaleConnection()
                     raise TransportError("connection closed before the end of the response headers")
                 got_bytes = True
+                head_bytes += len(data)
+                if head_bytes > MAX_HEADER_BYTES and not parser.headers_complete:
+                    raise TransportError(f"response headers longer than {MAX_HEADER_BYTES} bytes")
                 parser.feed(data)
+                if head_bytes > RECV_SIZE:
+                    gevent.sleep(0)  # headers that keep coming must not keep the hub (and the timeouts) from running
         except _StaleConnection:
             _close(sock)
             raise

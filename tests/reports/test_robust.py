@@ -140,3 +140,20 @@ def test_records_outside_any_shape_form_one_row(make_run):
     report = write_report(make_run(recs), plots=False)
     row = report.table_markdown.splitlines()[2]
     assert row.startswith("| ? | n/a | 4 |") and "no load shape" in row
+
+
+def test_records_lost_to_a_write_error_are_said(make_run):
+    """run.json's records_unwritten (a full disk): the first gap says how many records are missing."""
+    path = make_run(_ok(0, 1, 5), stage_rows([1]), run={"requests": 9, "records_unwritten": 4,
+                                                         "write_error": "requests.csv: No space left on device"})
+    gaps = write_report(path, plots=False).data["gaps"]
+    assert gaps[0].startswith("records incomplete: 4 of 9 requests could not be written to requests.csv "
+                              "(requests.csv: No space left on device)"), gaps
+
+
+def test_malformed_token_counts_are_said_once(make_run):
+    recs = _ok(0, 1, 3) + _ok(0, 1, 2, bad_counts='eval_count="n/a"')
+    gaps = write_report(make_run(recs, stage_rows([1])), plots=False).data["gaps"]
+    assert [g for g in gaps if "not non-negative integers" in g] == [
+        '2 requests reported token counts that are not non-negative integers (e.g. eval_count="n/a"): ignored, '
+        "their output tokens were counted from the content chunks"]

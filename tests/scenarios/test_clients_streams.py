@@ -185,3 +185,33 @@ def test_document_default_and_path():
         feed_all(DocumentDecoder(path=("recipe", "body")), [b'{"recipe":{"text":"soup"}}'])
     with pytest.raises(StreamError, match="not JSON"):
         feed_all(DocumentDecoder(), [b"<html>"])
+
+
+@pytest.mark.parametrize("value", ["n/a", -8829929, 2.5, True, [3], {"n": 1}])
+def test_malformed_counts_are_ignored_and_noted(value):
+    """A count that is not a non-negative integer is ignored (tokens estimated) and noted, never raised."""
+    ndjson = NDJSONDecoder()
+    feed_all(ndjson, [chat_line("a"), chat_line("b"), chat_line("", done=True, eval_count=value, prompt_eval_count=value,
+                                                                  total_duration=5)])
+    assert ndjson.completion_tokens is None and ndjson.prompt_tokens is None
+    assert [note.split("=")[0] for note in ndjson.bad_counts] == ["eval_count", "prompt_eval_count"]
+    sse = SSEDecoder()
+    usage = {"choices": [], "usage": {"completion_tokens": value, "prompt_tokens": 4}}
+    feed_all(sse, [b'data: {"choices": [{"delta": {"content": "a"}}]}\n\n', b"data: " + orjson.dumps(usage) + b"\n\n",
+                   b"data: [DONE]\n\n"])
+    assert sse.completion_tokens is None and sse.prompt_tokens == 4 and len(sse.bad_counts) == 1
+    document = DocumentDecoder()
+    feed_all(document, [orjson.dumps({"message": {"content": "x"}, "total_duration": 1, "eval_count": value})])
+    assert document.completion_tokens is None and document.bad_counts
+
+
+def test_retry_after_is_parsed_and_bounded():
+    import time
+    from email.utils import formatdate
+
+    from ollama_locust.scenarios.clients.base import RETRY_AFTER_MAX_S, retry_after_s
+
+    assert retry_after_s("2") == 2.0 and retry_after_s(" 0.5 ") == 0.5
+    assert retry_after_s("86400") == RETRY_AFTER_MAX_S and retry_after_s("-5") == 0.0
+    assert retry_after_s("soon") is None and retry_after_s("nan") is None and retry_after_s(None) is None
+    assert 5 <= retry_after_s(formatdate(time.time() + 10, usegmt=True)) <= 10

@@ -53,3 +53,16 @@ def test_a_request_after_the_last_stage_end_is_in_no_stage():
     assert timeline.stamp({"start_time": 119.99})["stage"] == 1
     drained = timeline.stamp({"start_time": 120.0})
     assert (drained["stage"], drained["stage_users"], drained["settle"]) == (-1, 0, False)
+
+
+def test_write_error_keeps_pending_rows(tmp_path):
+    """A full disk (/dev/full): nothing pending is dropped, the error is kept, the rows wait for a retry."""
+    from ollama_locust.scenarios.timeline import StageTimeline
+
+    sink = RecordSink("/dev/full", StageTimeline(str(tmp_path / "stages.csv")))
+    for index in range(3):
+        sink.add({"request_id": str(index), "start_time": 1.0, "outcome": "ok", "e2e_ms": 5.0})
+    assert sink.flush() is False
+    assert sink.unwritten == 3 and sink.total == 3 and sink.write_error == "No space left on device"
+    sink.close()
+    assert sink.unwritten == 3
