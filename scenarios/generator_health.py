@@ -95,21 +95,26 @@ class HealthSampler:
 
 class HealthLog:
     """On the master (or the single process): ``generator.csv``, appended as samples arrive, and the
-    latest sample of each load process for the live progress line."""
+    latest sample of each load process for the live progress line. A write error (a full disk) keeps the
+    samples pending and says so (``flush`` returns False, ``write_error``); it never raises."""
 
     def __init__(self, path: str | None):
         self.latest: dict[str, dict] = {}
-        self._pending: list[dict] = []
-        self._handle = open(path, "w", newline="", encoding="utf-8") if path else None
-        self._writer = csv.writer(self._handle) if self._handle else None
-        if self._writer:
-            self._writer.writerow(contract.GENERATOR_COLUMN_NAMES)
-            self._handle.flush()
+        self._pending: list[list] = [list(contract.GENERATOR_COLUMN_NAMES)] if path else []
+        self.write_error: str | None = None
+        self._handle = None
+        if path:
+            try:
+                self._handle = open(path, "w", newline="", encoding="utf-8")
+            except OSError as error:
+                self.write_error = error.strerror or str(error)
+        self.flush()
 
     def add_many(self, samples) -> None:
         for sample in samples or ():
             if isinstance(sample, dict):
-                self._pending.append(sample)
+                self._pending.append(["" if sample.get(name) is None else sample.get(name)
+                                      for name in contract.GENERATOR_COLUMN_NAMES])
                 self.latest[str(sample.get("worker"))] = sample
 
     def warning(self) -> str | None:
@@ -120,19 +125,31 @@ class HealthLog:
                 return f"load generator saturated ({worker}: {'; '.join(reasons)}): add --workers"
         return None
 
-    def flush(self) -> None:
-        if self._writer is None:
+    def flush(self) -> bool:
+        """Write the pending rows; True when all are written (False: kept for the next try)."""
+        if self._handle is None:
             self._pending.clear()
-            return
-        if self._pending:
-            rows = [["" if sample.get(name) is None else sample.get(name) for name in contract.GENERATOR_COLUMN_NAMES]
-                    for sample in self._pending]
-            self._writer.writerows(rows)
+            return self.write_error is None
+        if not self._pending:
+            return True
+        import io
+
+        text = io.StringIO()
+        csv.writer(text).writerows(self._pending)
+        try:
+            self._handle.write(text.getvalue())
             self._handle.flush()
-            self._pending.clear()
+        except OSError as error:
+            self.write_error = error.strerror or str(error)
+            return False
+        self._pending.clear()
+        return True
 
     def close(self) -> None:
         self.flush()
         if self._handle is not None:
-            self._handle.close()
-            self._handle = self._writer = None
+            try:
+                self._handle.close()
+            except OSError:
+                pass
+            self._handle = None

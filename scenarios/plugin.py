@@ -205,6 +205,10 @@ class RunOwner:
         """Write the pending records; a write error (a full disk) stops the run (once)."""
         if not self.sink.flush():
             self.on_write_error(contract.REQUESTS_FILE, self.sink.write_error)
+        if not self.health.flush():
+            self.on_write_error(contract.GENERATOR_FILE, self.health.write_error)
+        if self.timeline.write_error is not None and not self.timeline.write():  # the last stage change's write
+            self.on_write_error(contract.STAGES_FILE, self.timeline.write_error)
 
     def on_write_error(self, name: str, why: str | None) -> None:
         if self.write_failed:
@@ -274,7 +278,6 @@ class RunOwner:
             if self.sampler is not None:
                 self.health.add_many(self.sampler.drain())
             self.flush()
-            self.health.flush()
             self.note_missing_workers()
 
     def note_missing_workers(self) -> None:

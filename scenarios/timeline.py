@@ -54,6 +54,7 @@ class StageTimeline:
     def __init__(self, path: str | None = None):
         self.path = path
         self.spans: list[StageSpan] = []
+        self.write_error: str | None = None  # the last write's error (a full disk), None once a write succeeded
         self._starts: list[float] = []
         self._running = 0  # the last sampled user count
 
@@ -108,19 +109,31 @@ class StageTimeline:
             record["settle"] = record["start_time"] < span.start_time + span.settle_s
         return record
 
-    def write(self) -> None:
+    def write(self) -> bool:
+        """Rewrite stages.csv (whole, atomically). A write error (a full disk) keeps the spans in memory for
+        the next write and says so in ``write_error`` (the run owner stops the run); it never raises."""
         if not self.path:
-            return
+            return True
         tmp = self.path + ".tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(contract.STAGE_COLUMN_NAMES)
-            for span in self.spans:
-                writer.writerow(
-                    [span.stage, span.users, f"{span.start_time:.6f}",
-                     "" if span.end_time is None else f"{span.end_time:.6f}", f"{span.settle_s:g}", span.kind,
-                     "" if span.users_mean is None else f"{span.users_mean:.3f}",
-                     "" if span.users_max is None else span.users_max,
-                     "" if span.reached_s is None else f"{span.reached_s:.3f}"]
-                )
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(contract.STAGE_COLUMN_NAMES)
+                for span in self.spans:
+                    writer.writerow(
+                        [span.stage, span.users, f"{span.start_time:.6f}",
+                         "" if span.end_time is None else f"{span.end_time:.6f}", f"{span.settle_s:g}", span.kind,
+                         "" if span.users_mean is None else f"{span.users_mean:.3f}",
+                         "" if span.users_max is None else span.users_max,
+                         "" if span.reached_s is None else f"{span.reached_s:.3f}"]
+                    )
+            os.replace(tmp, self.path)
+        except OSError as error:
+            self.write_error = error.strerror or str(error)
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            return False
+        self.write_error = None
+        return True

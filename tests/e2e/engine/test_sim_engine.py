@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -272,7 +273,8 @@ def test_step_against_engine_sim(tiny_model, tmp_path):
     assert result.code == 0, result.text[-3000:]
     assert_no_traceback(result)
     folder = only_run_dir(out)
-    assert os.path.basename(folder).endswith(f"-sim-llama-cpp-{MODEL.split(':')[0]}"), folder
+    # <UTC ms>Z-<label>-<4 hex>: the label names the real engine and its model
+    assert re.search(rf"-sim-llama-cpp-{re.escape(MODEL.split(':')[0])}-[0-9a-f]{{4}}$", os.path.basename(folder)), folder
     run_info = json.load(open(os.path.join(folder, "run.json"), encoding="utf-8"))
     assert run_info["model"].split(":")[0] == MODEL.split(":")[0]
     assert run_info["simulator"]["engine"] == "llama-cpp" and "profile" not in run_info["simulator"]
