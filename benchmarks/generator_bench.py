@@ -46,7 +46,7 @@ def run_profile(name: str, steps: str, step_time: str, num_predict: int, load_cp
     rows = []
     for step in data["steps"]:
         health = step.get("generator") or {}
-        rows.append({"users": step["users"], "held": step.get("users_mean"), "cpu": health.get("cpu"),
+        rows.append({"users": step["users"], "held": step.get("users_held"), "cpu": health.get("cpu"),
                      "lag_p99_ms": health.get("lag_p99_ms"), "flagged": bool(health.get("reasons")),
                      "tokens_per_s_total": step.get("tokens_per_s_total")})
     return rows
