@@ -37,7 +37,7 @@ from ollama_locust import contract
 from ollama_locust import options
 from ollama_locust.scenarios.clients import make_client
 from ollama_locust.scenarios.prompts import load_cached, recipe_prompt
-from ollama_locust.scenarios.recipe import check_recipe, check_schema, checker, request_format  # noqa: F401
+from ollama_locust.scenarios.recipe import checker, request_format
 from ollama_locust.scenarios.request_report import report_request
 
 logger = logging.getLogger(__name__)

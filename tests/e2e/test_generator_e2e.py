@@ -12,15 +12,10 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
-
-import pytest
 
 from tests.e2e.helpers import LOCUSTFILE, LOAD, assert_no_traceback, free_port, read_csv, read_truth, run
 

@@ -6,7 +6,6 @@ Timing bounds hold on a loaded 2-core machine; the figures each run measured are
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 
