@@ -140,11 +140,11 @@ def _pump(stream, log_path: str, echo: bool) -> None:
 
 
 def _spawn(command: list[str], log_path: str, echo: bool) -> subprocess.Popen:
-    from ollama_locust.simulator.server import die_with_parent
+    from ollama_locust.simulator.server import parent_death
 
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                             start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            preexec_fn=die_with_parent)  # SIGTERM (= Ctrl-C for the master) if step dies
+                            preexec_fn=parent_death())  # SIGTERM (= Ctrl-C for the master) if step dies
     threading.Thread(target=_pump, args=(proc.stdout, log_path, echo), daemon=True).start()
     return proc
 
@@ -270,8 +270,9 @@ def _simulator(args):
 
     # A session of its own: a Ctrl-C/hang-up of the terminal reaches step (which stops the master first)
     # but not the simulator, which step stops after the master. If step itself dies, the master gets
-    # SIGTERM from the kernel and stops the simulator when it is done (run context ``stop_with_launcher``).
-    return start_process(_sim_argv(args), own_session=True)
+    # SIGTERM from the kernel and stops the simulator when it is done (run context ``stop_with_launcher``);
+    # if step dies before the master runs, the simulator sees its stdin close and stops once idle.
+    return start_process(_sim_argv(args), own_session=True, stop_with_launcher=True)
 
 
 def run(args, passthrough: list[str]) -> int:

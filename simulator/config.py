@@ -61,6 +61,8 @@ SETTINGS: tuple[Setting, ...] = (
             "inference with llama.cpp on --model-file; it runs one request at a time, so NUM_PARALLEL slots "
             "wait for the one engine)", "engine"),
     Setting("model_file", None, str, "GGUF model file for --engine llama-cpp", metavar="PATH"),
+    Setting("stop_on_stdin_eof", False, bool, "stop by itself once standard input closes and no connection has "
+            "been open for 1 s (for launchers: when the process holding the pipe dies, nothing is left running)"),
 )
 
 ENGINES = ("sim", "llama-cpp")

@@ -70,7 +70,10 @@ async def serve(cfg: SimConfig, stop: asyncio.Event, ready: Callable[[str], None
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
         if ready:
             ready(f"http://{host}:{port}")
+        watcher = asyncio.ensure_future(_stop_when_orphaned(stop, conns)) if cfg.stop_on_stdin_eof else None
         await stop.wait()
+        if watcher is not None:
+            watcher.cancel()
     finally:
         server.close()
         for c in list(conns):
@@ -78,6 +81,33 @@ async def serve(cfg: SimConfig, stop: asyncio.Event, ready: Callable[[str], None
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server.wait_closed(), 2)
         app.close()
+
+
+async def _stop_when_orphaned(stop: asyncio.Event, conns: set, idle_for: float = 1.0, poll: float = 0.25) -> None:
+    """``--stop-on-stdin-eof``: once standard input closes (the launcher holding it died), set ``stop`` as
+    soon as no connection has been open for ``idle_for`` seconds — a load generator still finishing its
+    requests keeps it serving."""
+    loop = asyncio.get_running_loop()
+    closed = asyncio.Event()
+    threading.Thread(target=_read_until_eof, args=(sys.stdin.buffer, lambda: loop.call_soon_threadsafe(closed.set)),
+                     name="stdin-eof", daemon=True).start()
+    await closed.wait()
+    idle_since = None
+    while not stop.is_set():
+        now = time.monotonic()
+        idle_since = (idle_since or now) if not conns else None
+        if idle_since is not None and now - idle_since >= idle_for:
+            stop.set()
+            return
+        await asyncio.sleep(poll)
+
+
+def _read_until_eof(stream, then: Callable[[], None]) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        while stream.read1(4096):
+            pass
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+        then()
 
 
 @contextlib.contextmanager
@@ -128,40 +158,55 @@ class SimProcess:
     stderr_path: str
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """In a child before exec (``preexec_fn``): get ``sig`` when the parent dies, however it dies
-    (Linux ``PR_SET_PDEATHSIG``; elsewhere nothing), so no process outlives its launcher."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
+def parent_death(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn`` that has the child get ``sig`` when the calling process dies, however it dies
+    (Linux ``PR_SET_PDEATHSIG``; elsewhere nothing), so no process outlives its launcher. Made in the
+    parent, it knows the parent's pid: a parent that died between fork and exec (the kernel would never
+    signal) gets the child ``sig`` at once."""
+    parent = os.getpid()
 
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    def preexec() -> None:
+        if not sys.platform.startswith("linux"):
+            return
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:
+            os.kill(os.getpid(), sig)
+
+    return preexec
 
 
 @contextlib.contextmanager
 def start_process(args: list[str] | tuple[str, ...] = (), *, timeout: float = 20.0, env: dict | None = None,
                   cpu: int | None = None, own_session: bool = False,
-                  parent_death_signal: int | None = None) -> Iterator[SimProcess]:
+                  parent_death_signal: int | None = None, stop_with_launcher: bool = False) -> Iterator[SimProcess]:
     """Spawn ``python -m ollama_locust.simulator --port 0 ARGS``, wait for its listening line, terminate it on exit.
 
     ``cpu`` pins the child to one CPU (Linux). ``own_session``: a session of its own, so a Ctrl-C or
     hang-up of the terminal does not reach it (the caller stops it, after its load). ``parent_death_signal``:
-    sent to it when the caller dies (Linux). Raises SimStartError if it exits or stays silent.
+    sent to it when the caller dies (Linux). ``stop_with_launcher``: the child stops by itself once the
+    caller has died (its standard input, a pipe the caller holds, closes) and no connection is open, so a
+    caller killed before it could stop the child leaves nothing behind. Raises SimStartError if it exits
+    or stays silent.
     """
     stderr_file = tempfile.NamedTemporaryFile(prefix="ollama-locust-sim-", suffix=".stderr", delete=False)
-    cmd = [sys.executable, "-m", "ollama_locust.simulator", "--port", "0", *args]
+    cmd = [sys.executable, "-m", "ollama_locust.simulator", "--port", "0", *args,
+           *(["--stop-on-stdin-eof"] if stop_with_launcher else [])]
+    on_parent_death = parent_death(parent_death_signal) if parent_death_signal is not None else None
 
     def preexec() -> None:
         if cpu is not None:
             os.sched_setaffinity(0, {cpu})
-        if parent_death_signal is not None:
-            die_with_parent(parent_death_signal)
+        if on_parent_death is not None:
+            on_parent_death()
 
     needed = cpu is not None or parent_death_signal is not None
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file,
+                            stdin=subprocess.PIPE if stop_with_launcher else subprocess.DEVNULL,
                             env=env, text=True, bufsize=1, preexec_fn=preexec if needed else None,
                             start_new_session=own_session)
     try:
@@ -175,8 +220,9 @@ def start_process(args: list[str] | tuple[str, ...] = (), *, timeout: float = 20
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe:
+                pipe.close()
         stderr_file.close()
 
 

@@ -615,6 +615,46 @@ def test_sim_lifecycle_on_signals(tmp_path, sig):
     assert records and {r["outcome"] for r in records} <= {"ok", "cut_short"}, {(r["outcome"], r["error"]) for r in records}
 
 
+@pytest.mark.parametrize("moment", ["simulator starting", "before the master"])
+def test_kill_9_of_step_before_the_master_leaves_nothing(tmp_path, moment):
+    """``kill -9`` of ``step --sim`` before its master runs (no master to stop the simulator): while the
+    simulator is still starting, or once it listens and the master is about to be spawned. The simulator
+    (a session of its own) sees its standard input close and stops once idle: nothing outlives step."""
+    runs = tmp_path / "runs"
+    command = ollama_locust("step", "--sim", "instant", "--users", "1", "--step-time", "30s", "--out", str(runs))
+    proc = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    seen: dict[int, psutil.Process] = {}
+    try:
+        deadline = time.time() + 30
+        if moment == "simulator starting":
+            while time.time() < deadline and not seen:
+                seen = {p.pid: p for p in psutil.Process(proc.pid).children(recursive=True)}
+                time.sleep(0.005)
+        else:  # step prints its "target …" line once the simulator listens, right before it spawns the master
+            for line in proc.stdout:
+                if " target http://127.0.0.1:" in line or time.time() > deadline:
+                    break
+            seen = {p.pid: p for p in psutil.Process(proc.pid).children(recursive=True)}
+        assert seen, "step started no process"
+        proc.kill()
+        proc.wait(10)
+        gone_by = time.time() + 15
+        alive = list(seen.values())
+        while alive and time.time() < gone_by:
+            alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+            time.sleep(0.1)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        for p in seen.values():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stdout.close()
+
+
 def glob_one(parent, name: str) -> str | None:
     import glob
 
