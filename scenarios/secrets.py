@@ -68,7 +68,7 @@ def redact_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def url_credentials_error(url: str) -> str:
-    """The one line that refuses a ``--host`` with ``user:password@`` in it."""
-    return (f"--host {redact_url(url)}: credentials in the URL (user:password@) are not accepted, they would be "
+def url_credentials_error(url: str, field: str = "--host") -> str:
+    """The one line that refuses a host with ``user:password@`` in it (``field``: where it was given)."""
+    return (f"{field} {redact_url(url)}: credentials in the URL (user:password@) are not accepted, they would be "
             "written to the run folder; put an API key in OLLAMA_LOCUST_API_KEY (--api openai/gateway) instead")

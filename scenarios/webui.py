@@ -35,6 +35,7 @@ import tempfile
 import time
 
 from ollama_locust import contract, options
+from ollama_locust.scenarios import secrets
 from ollama_locust.scenarios.live_stats import NA, POINT_EVERY_S, LiveStats  # noqa: F401  (NA: the tests' marker)
 
 logger = logging.getLogger(__name__)
@@ -276,6 +277,11 @@ def register(environment, web_ui, recorder) -> LiveStats:
     def before_swarm():
         if request.endpoint != "locust.swarm":
             return None
+        form_host = (request.form.get("host") or "").strip()
+        if secrets.has_credentials(form_host):  # refused before Locust stores or shows it anywhere
+            message = secrets.url_credentials_error(form_host, field="Host")
+            logger.error("ollama-locust: %s", message)
+            return jsonify({"success": False, "message": f"ollama-locust: {message}", "host": environment.host})
         fixed = fix_form(request.form)
         if fixed is not None:
             request.form = fixed  # before Locust's view reads it: --slo-p95 from the form applies

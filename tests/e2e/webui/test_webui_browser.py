@@ -306,6 +306,16 @@ def test_start_shows_the_warm_up_and_stop_never_hangs(sim_process, locust_cluste
     page.goto(cluster.url)
     page.locator("input[name=userCount]").fill("2")
     page.locator("input[name=spawnRate]").fill("2")
+    # a host with user:password@ typed into the form: refused in one line that does not show the password,
+    # before Locust stores the host anywhere (page, run folder, logs)
+    host_field = page.locator("input[name=host]")
+    host_field.fill(target.url.replace("http://", "http://alice:pw-s3cret@"))
+    page.get_by_role("button", name=re.compile("^start$", re.I)).click()
+    page.get_by_text(re.compile(r"ollama-locust: Host http://127\.0\.0\.1:\d+/?: credentials in the URL")).wait_for(timeout=20_000)
+    assert get_json(cluster.url + "stats/requests")["state"] == "ready"
+    assert "pw-s3cret" not in page.locator("body").inner_text()
+    page.screenshot(path=os.path.join(ARTIFACTS, "webui-host-credentials-refused.png"))
+    host_field.fill(target.url)
     # a model the target does not have: the preflight's one line comes back as the form's error, nothing starts
     fill_custom(page, "model", "no-such-model")
     page.get_by_role("button", name=re.compile("^start$", re.I)).click()
@@ -342,7 +352,13 @@ def test_start_shows_the_warm_up_and_stop_never_hangs(sim_process, locust_cluste
     print(f"Stop -> 'stopped' in the header: {', '.join(f'{t:.2f}' for t in stop_times)} s")
     cluster.stop()
     assert "Traceback" not in cluster.logs(), cluster.logs()[-4000:]
+    assert "pw-s3cret" not in cluster.logs()
     folders = [cluster.run_dir, cluster.run_dir + "-2", cluster.run_dir + "-3"]
+    for folder in folders:
+        for name in os.listdir(folder):
+            path = os.path.join(folder, name)
+            if os.path.isfile(path):
+                assert b"pw-s3cret" not in open(path, "rb").read(), path
     for folder in folders:
         records = read_csv(os.path.join(folder, contract.REQUESTS_FILE))
         assert records and {r["user_class"] for r in records} == {"StudentUser"}, folder
