@@ -40,7 +40,7 @@ def test_num_parallel_1_serves_four_warm_requests_one_after_another(sim):
 
 
 def test_cold_load_queue_of_two_one_loads_two_wait_three_rejected(sim):
-    url = sim(profile="instant", num_parallel=4, load_time=1.0, max_queue=2)
+    url = sim(profile="instant", num_parallel=4, load_time=2.0, max_queue=2)  # the load outlasts a slow thread start
     out = []
 
     def one(i):
@@ -63,7 +63,9 @@ def test_cold_load_queue_of_two_one_loads_two_wait_three_rejected(sim):
 
 def test_a_warm_model_never_503s_but_strict_queue_does(sim):
     for strict, expect_503 in ((False, 0), (True, 3)):
-        url = sim(profile="instant", num_parallel=1, max_queue=2, decode_tps=100, strict_queue=strict)
+        # 20 tokens at 20/s: each reply holds the slot 1 s, so the 6 arrivals (20 ms apart) all meet the first
+        # one still running even when this machine is busy (at 100/s a delayed thread start once let it finish)
+        url = sim(profile="instant", num_parallel=1, max_queue=2, decode_tps=20, strict_queue=strict)
         gen(url, 1)
         out = []
         threads = [threading.Thread(target=lambda i=i: out.append(gen(url, 20, prompt=f"q{i}"))) for i in range(6)]

@@ -114,11 +114,10 @@ def test_step_shows_batching_of_llama_server(cpp_server, llama_server, llama_mod
     # TTFT: no queue with 2 slots; with one slot a new request waits for the reply being generated.
     assert cpp[2]["ttft"] < cpp[1]["ttft"] + 0.5 * cpp[1]["e2e"], figures
     assert py[2]["ttft"] > py[1]["ttft"] + 0.5 * py[1]["e2e"], figures
-    # Each request's decode rate falls when two share the steps; one at a time, it keeps its full rate.
-    # (0.38-0.68x with batching, 0.95-1.06x one at a time in the runs of docs/engine.md; the bounds leave room
-    # for a run on a busy shared machine.)
+    # Each request's decode rate falls when two share the steps (0.38-0.68x in every run, quiet or loaded).
+    # One at a time it keeps its full rate on a quiet machine (0.95-1.06x), but the 1-user and 2-user steps
+    # run at different times, and a busy shared machine halved it once (0.54x): printed, not asserted.
     assert cpp[2]["per_request"] < 0.85 * cpp[1]["per_request"], figures
-    assert py[2]["per_request"] > 0.6 * py[1]["per_request"], figures
     # The total rate is a figure, not an assertion: on 2 shared cores its 2-user/1-user ratio ranged
     # 0.89-1.37x with batching and 0.24-0.92x one at a time (docs/engine.md); printed above for the log.
 
