@@ -47,4 +47,4 @@ if [ -z "${OLLAMA_LOCUST_LLAMA_SERVER:-}" ]; then
 fi
 export OLLAMA_LOCUST_LLAMA_SERVER
 
-exec python -m pytest "$@"
+exec python -m pytest --durations=20 "$@"  # the 20 slowest tests, to keep the suite well inside CI's limit
