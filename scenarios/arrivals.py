@@ -21,8 +21,9 @@ import math
 import random
 from typing import Callable, Iterator
 
-POISSON, CONSTANT = "poisson", "constant"
-ARRIVALS = (POISSON, CONSTANT)
+from ollama_locust.options import ARRIVALS  # the --arrival choices, declared once
+
+POISSON, CONSTANT = ARRIVALS
 
 
 class ArrivalError(ValueError):

@@ -42,6 +42,9 @@ class ShapeController:
         drain_timeout_s: float = 10.0,
         user_count: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.time,
+        on_stage: Callable[[plans.Stage | None, object], None] | None = None,
+        lead_s: float = 0.0,
+        on_prepare: Callable[[], None] | None = None,
     ):
         self.stages = stages
         self.timeline = timeline
@@ -56,6 +59,9 @@ class ShapeController:
         self.drain_timeout_s = drain_timeout_s
         self.user_count = user_count
         self.clock = clock
+        self.on_stage = on_stage  # called with (the plan's stage, its span) as a stage begins, (None, None) at the drain
+        self.lead_s = lead_s  # the plan begins this long after the first tick (no users meanwhile) ...
+        self.on_prepare = on_prepare  # ... called at the first tick: the load processes prepare (--shape rate)
         self.started_at: float | None = None
         self.stage_index: int | None = None
         self.drain_started_at: float | None = None
@@ -85,7 +91,11 @@ class ShapeController:
     def tick(self) -> tuple[int, float] | None:
         now = self.clock()
         if self.started_at is None:
-            self.started_at = now
+            self.started_at = now + self.lead_s
+            if self.on_prepare is not None:
+                self.on_prepare()
+        if now < self.started_at:
+            return 0, ALL_AT_ONCE
         if self.drain_started_at is not None:
             return self._drain_tick(now)
         if self.stages is None:
@@ -104,7 +114,10 @@ class ShapeController:
             users, _, settle_s, kind = self._stage_target(index)
             if self.stages is None and index > 0:
                 logger.info("user count changed to %d: stage %d begins", users, index)
-            self.timeline.begin(users, settle_s, kind, now)
+            stage = self.stages[index] if self.stages is not None else None
+            span = self.timeline.begin(users, settle_s, kind, now, rate=stage.rate if stage is not None else None)
+            if self.on_stage is not None:
+                self.on_stage(stage, span)
         users, spawn_rate, _, _ = self._stage_target(index)
         return users, spawn_rate
 
@@ -121,6 +134,8 @@ class ShapeController:
         self.drain_started_at = now
         self.timeline.finish(now)
         self.finished = True
+        if self.on_stage is not None:
+            self.on_stage(None, None)  # no new arrivals (--shape rate); the requests in flight finish
         logger.info("plan complete: draining in-flight requests (up to %.0f s)", self.drain_timeout_s)
         return 0, ALL_AT_ONCE
 

@@ -100,6 +100,9 @@ class LLMUser(User):
 
     abstract = True
     json_format = False
+    # --shape rate runs one task of an instance per arrival (scenarios/open_loop.py): a class whose task waits
+    # for something else (BurstyUser's burst) sets this False
+    open_loop = True
 
     def on_start(self) -> None:
         environment = self.environment
@@ -259,6 +262,7 @@ class BurstyUser(LLMUser):
     """
 
     weight = 1
+    open_loop = False  # its task waits for the burst signal: no place in open-loop arrivals
 
     def on_start(self) -> None:
         super().on_start()
