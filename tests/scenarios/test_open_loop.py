@@ -1,8 +1,14 @@
 """The open-loop driver of one load process (--shape rate): arrivals issued into greenlets, the in-flight bound
 and its dropped records, instances reused, the abort; and the shape's lead before a rate plan."""
 
+import warnings
+from types import SimpleNamespace
+
+with warnings.catch_warnings():  # the driver runs under Locust: import it (it patches the process) first, quietly
+    warnings.simplefilter("ignore")
+    import locust  # noqa: F401
+
 import gevent
-from locust.env import Environment
 
 from ollama_locust import contract
 from ollama_locust.scenarios import plans
@@ -10,8 +16,6 @@ from ollama_locust.scenarios.open_loop import RateDriver, StageOrder, check_clas
 from ollama_locust.scenarios.record_sink import RecordSink
 from ollama_locust.scenarios.stepping import ALL_AT_ONCE, ShapeController
 from ollama_locust.scenarios.timeline import StageTimeline
-from ollama_locust.scenarios.users import BurstyUser, RecipeUser, StudentUser
-from locust import User, task
 
 
 class Sink(list):
@@ -19,16 +23,21 @@ class Sink(list):
         self.append(record)
 
 
-class SlowUser(User):
-    """Answers after 0.2 s (one request per task, as LLMUser.ask does)."""
+class SlowUser:
+    """Like a Locust user (no locust import here): answers after 0.2 s, one request per task as LLMUser.ask."""
 
     open_loop = True
     started = 0
 
+    def __init__(self, environment):
+        self.environment = environment
+
     def on_start(self):
         SlowUser.started += 1
 
-    @task
+    def on_stop(self):
+        pass
+
     def ask(self):
         record = {"outcome": contract.OK, "start_time": gevent.get_hub().loop.now()}
         try:
@@ -39,10 +48,11 @@ class SlowUser(User):
             raise
         self.environment.llm_records.add(record)
 
+    tasks = [ask]
+
 
 def driver(rate, max_in_flight):
-    environment = Environment(user_classes=[SlowUser])
-    environment.llm_records = Sink()
+    environment = SimpleNamespace(user_classes=[SlowUser], parsed_options=None, host="http://127.0.0.1:9", llm_records=Sink())
     SlowUser.started = 0
     d = RateDriver(environment)
     d.start(StageOrder(stage=0, rate=rate, arrival="constant", max_in_flight=max_in_flight, classes=[["SlowUser", 1]]))
@@ -72,9 +82,12 @@ def test_in_flight_bound_drops_and_records_it():
     assert d.in_flight == 0
 
 
-def test_bursty_user_refused_in_a_rate_run():
-    assert check_classes([StudentUser, RecipeUser]) is None
-    assert "BurstyUser" in check_classes([StudentUser, BurstyUser])
+def test_a_closed_loop_class_is_refused_in_a_rate_run():
+    class BurstyUser:  # as users.BurstyUser: its task waits for the burst signal
+        open_loop = False
+
+    assert check_classes([SlowUser]) is None
+    assert "BurstyUser" in check_classes([SlowUser, BurstyUser])
 
 
 class Clock:
