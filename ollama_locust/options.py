@@ -101,6 +101,9 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option("--max-in-flight", 1000, "--shape rate: most requests in flight at once, across all load processes; an "
            "arrival beyond it is not sent and is recorded as dropped by the generator", int,
            label="Max requests in flight", group="load"),
+    Option("--rate", 0.0, "open-loop arrivals without a plan (--shape none: the web UI, -t): requests/s across all "
+           "load processes instead of -u users; the LLM tab's Rate field changes it while the test runs (a new rate "
+           "starts a stage of its own); 0 = users", float, label="Request rate (req/s, 0 = users)", group="load"),
     Option("--settle", "0s", "settle window at the start of each step: its requests are left out of the step's numbers", label="Settle window", group="load"),
     Option("--step-spawn-rate", 0.0, "users started per second at a step change; 0 = all at once", float, label="Step spawn rate (users/s)", group="load"),
     Option("--slo-p95", 0.0, "end-to-end p95 latency objective in ms (0 = none): a step above it fails", float, label="E2E p95 objective (ms)", group="thresholds"),

@@ -295,7 +295,9 @@ class LiveStats:
     def _stage_row(self, span, window_s: float) -> dict:
         live = self.stages.get(span.stage) or StageLive(self.cap)
         total = live.groups[TOTAL]
-        row = {"stage": span.stage, "users": span.users, "kind": span.kind,
+        rate = getattr(span, "rate", None)
+        row = {"stage": span.stage, "users": span.users if rate is None else f"{rate:g} req/s",
+               "rate": rate, "kind": span.kind,
                "held": live.user_seconds / live.sampled_s if live.sampled_s else None,
                "start_time": span.start_time, "end_time": span.end_time, "window_s": window_s,
                **total.row(),

@@ -39,6 +39,7 @@ from ollama_locust.scenarios.request_report import next_request_id, report_recor
 logger = logging.getLogger(__name__)
 
 PREPARE_S = 1.0  # the rate plan begins this long after the test starts: the load processes prepare meanwhile
+MAX_SKEW_S = 5.0  # an order's start further than this from the receiver's clock: its own receipt time instead
 MESSAGE = "llm_rate"  # master -> worker: a StageOrder as a dict, or None (no new arrivals)
 IN_FLIGHT_MESSAGE = "llm_in_flight"  # worker -> master: its requests in flight (the drain waits for them)
 
@@ -53,7 +54,8 @@ class StageOrder:
     max_in_flight: int = 1000  # this process's share of --max-in-flight
     max_in_flight_total: int = 1000
     classes: list = field(default_factory=list)  # [[class name, weight], ...]
-    age_s: float = 0.0  # how long ago (sender's clock) the stage began: the schedule starts that far back
+    age_s: float = 0.0  # how long ago (sender's clock) the stage began: the schedule starts that far back ...
+    start: float | None = None  # ... or at this time on the receiver's clock (a worker: the master's time + its offset)
     host: str | None = None
     options: dict = field(default_factory=dict)  # the run's project options (dest -> value)
     seed: int | None = None
@@ -64,14 +66,14 @@ class StageOrder:
 
 
 def order_for(environment, stage: int, rate: float, index: int, count: int, age_s: float = 0.0,
-              prepare: bool = False) -> StageOrder:
+              prepare: bool = False, start: float | None = None) -> StageOrder:
     """The order for process ``index`` of ``count`` of a rate stage, from the run's options and classes."""
     total = int(options.get(environment, "max_in_flight"))
     parsed = getattr(environment, "parsed_options", None)
     return StageOrder(stage=stage, rate=rate, arrival=options.get(environment, "arrival"), index=index, count=count,
                       max_in_flight=arrivals.share(total, index, count), max_in_flight_total=total,
                       classes=[[cls.__name__, float(getattr(cls, "weight", 1) or 1)] for cls in environment.user_classes],
-                      age_s=age_s, host=environment.host,
+                      age_s=age_s, start=start, host=environment.host,
                       options=options.values(parsed) if parsed is not None else {},
                       seed=random.SystemRandom().getrandbits(32), prepare=prepare)
 
@@ -96,6 +98,7 @@ class RateDriver:
         self.idle: dict[str, list] = {}
         self.order: StageOrder | None = None
         self.arrived = self.sent = self.dropped = 0
+        self.last_fired = -math.inf  # the time of the last arrival issued (any stage)
 
     @property
     def in_flight(self) -> int:
@@ -115,12 +118,18 @@ class RateDriver:
             logger.error("--shape rate: none of the user classes %s runs in this process", order.classes)
             return
         self.order = order
-        begin = self.clock() - max(0.0, order.age_s)
+        now = self.clock()
+        begin = order.start if order.start is not None and abs(order.start - now) < MAX_SKEW_S else now - max(0.0, order.age_s)
         rng = random.Random(order.seed)
         names, weights = zip(*classes)
         times = arrivals.arrival_times(order.rate, order.arrival, begin, order.index, order.count, rng)
+        # the previous stage's loop ran on until this order arrived: its arrivals after this stage's start stand
+        # for the new stage's first ones (one stream through the change, none doubled)
+        floor = self.last_fired
+        times = (t for t in times if t > floor)
 
         def fire(t: float) -> None:
+            self.last_fired = t
             self._arrive(t, rng.choices(names, weights)[0], order)
 
         self.loop = gevent.spawn(arrivals.issue, times, math.inf, self.clock, gevent.sleep, fire)

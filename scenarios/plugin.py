@@ -73,6 +73,7 @@ class RunOwner:
         self.driver: open_loop.RateDriver | None = None  # --shape rate in this process (single process)
         self.rate_in_flight: dict[str, int] = {}  # --shape rate on a master: each worker's requests in flight
         self.rate_running = False
+        self.worker_tags: dict[str, str] = {}  # a worker's Locust client id -> its worker name (clock offsets)
         self.open_folder(options.get(environment, "run_dir") or None)
 
     def open_folder(self, path: str | None) -> None:
@@ -267,6 +268,7 @@ class RunOwner:
             drain_timeout_s=options.get(environment, "drain_timeout"),
             user_count=self.load_count,
             on_stage=self.on_stage,
+            common_rate=lambda: max(0.0, float(options.get(environment, "rate") or 0.0)),
             **({"lead_s": open_loop.PREPARE_S, "on_prepare": self.prepare_rate}
                if self.plan and self.plan[0].rate is not None else {}),
         )
@@ -306,8 +308,11 @@ class RunOwner:
         if isinstance(self.runner, MasterRunner):
             clients = sorted(c.id for c in self.runner.clients.all if c.state != "missing")
             for index, client_id in enumerate(clients):
+                # the stage's start on the worker's clock (same machine: offset 0), so that the workers' constant
+                # streams interleave at their phase whatever each order's delivery took
+                offset = self.clocks.offset(self.worker_tags.get(client_id))
                 order = open_loop.order_for(environment, span.stage, stage.rate, index, len(clients),
-                                            age_s=max(0.0, time.time() - span.start_time))
+                                            start=span.start_time + offset)
                 self.runner.send_message(open_loop.MESSAGE, order.as_message(), client_id)
         else:
             if self.driver is None:
@@ -387,7 +392,9 @@ class RunOwner:
     def on_worker_health(self, samples) -> None:
         self.health.add_many([self.clocks.correct(sample, "time") for sample in samples or () if isinstance(sample, dict)])
 
-    def on_clock_pong(self, data) -> None:
+    def on_clock_pong(self, data, client_id: str | None = None) -> None:
+        if isinstance(data, dict) and client_id and data.get("worker"):
+            self.worker_tags[client_id] = str(data["worker"])  # Locust's client id -> the records' worker name
         if isinstance(data, dict) and self.clocks.on_pong(data):
             self.info["clock_offsets"] = self.clocks.summary()
 
@@ -621,7 +628,7 @@ def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
         check_options(environment)
     except ValueError as error:
         fail(str(error))
-    if recorder.plan and recorder.plan[0].rate is not None:
+    if (recorder.plan[0].rate is not None) if recorder.plan else bool(options.get(environment, "rate")):
         why = open_loop.check_classes(environment.user_classes)
         if why:
             fail(why)
@@ -629,7 +636,7 @@ def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
     if isinstance(runner, MasterRunner):
         runner.register_message("llm_records", lambda environment, msg, **_kw: recorder.on_worker_records(msg.data))
         runner.register_message("llm_health", lambda environment, msg, **_kw: recorder.on_worker_health(msg.data))
-        runner.register_message(clock_sync.PONG, lambda environment, msg, **_kw: recorder.on_clock_pong(msg.data))
+        runner.register_message(clock_sync.PONG, lambda environment, msg, **_kw: recorder.on_clock_pong(msg.data, msg.node_id))
         runner.register_message(open_loop.IN_FLIGHT_MESSAGE, lambda environment, msg, **_kw:
                                 recorder.rate_in_flight.__setitem__(msg.node_id, int(msg.data or 0)))
 

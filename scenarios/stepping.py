@@ -45,12 +45,15 @@ class ShapeController:
         on_stage: Callable[[plans.Stage | None, object], None] | None = None,
         lead_s: float = 0.0,
         on_prepare: Callable[[], None] | None = None,
+        common_rate: Callable[[], float] = lambda: 0.0,
     ):
         self.stages = stages
         self.timeline = timeline
         self.tallies = tallies
         self.common_target = common_target  # (users, spawn rate) without a plan: read at every tick
         self._common: tuple[int, float] = (1, 1.0)
+        self.common_rate = common_rate  # without a plan: an open-loop rate (req/s, 0 = users), read at every tick
+        self._rate = 0.0
         self.run_time_s = run_time_s
         self.stop_on_failure = stop_on_failure
         self.min_success = min_success
@@ -77,14 +80,16 @@ class ShapeController:
                 return None
             if self.stage_index is None:
                 return 0
-            # Locust's -u/-r: an edit of the user count (the web UI's "Edit") starts a new stage
+            # Locust's -u/-r: an edit of the user count (the web UI's "Edit") starts a new stage; so does a new --rate
             current = self.timeline.current
-            return self.stage_index + 1 if current and current.users != self._common[0] else self.stage_index
+            if current and self._rate:
+                return self.stage_index + 1 if current.rate != self._rate else self.stage_index
+            return self.stage_index + 1 if current and (current.users != self._common[0] or current.rate) else self.stage_index
         return plans.stage_index_at(self.stages, elapsed)
 
     def _stage_target(self, index: int) -> tuple[int, float, float, str]:
         if self.stages is None:
-            return *self._common, 0.0, "hold"
+            return (0, ALL_AT_ONCE, 0.0, "rate") if self._rate else (*self._common, 0.0, "hold")
         stage = self.stages[index]
         return stage.users, stage.spawn_rate or ALL_AT_ONCE, stage.settle_s, stage.kind
 
@@ -100,6 +105,7 @@ class ShapeController:
             return self._drain_tick(now)
         if self.stages is None:
             self._common = self.common_target()
+            self._rate = self.common_rate() or 0.0
 
         index = self._planned_index(now - self.started_at)
         if index != self.stage_index and self.stage_index is not None:
@@ -113,8 +119,10 @@ class ShapeController:
             self.stage_index = index
             users, _, settle_s, kind = self._stage_target(index)
             if self.stages is None and index > 0:
-                logger.info("user count changed to %d: stage %d begins", users, index)
-            stage = self.stages[index] if self.stages is not None else None
+                logger.info("%s: stage %d begins", f"rate changed to {self._rate:g} req/s" if self._rate
+                            else f"user count changed to {users}", index)
+            stage = self.stages[index] if self.stages is not None else \
+                plans.Stage(0, 0.0, 0.0, "rate", 0.0, self._rate) if self._rate else None
             span = self.timeline.begin(users, settle_s, kind, now, rate=stage.rate if stage is not None else None)
             if self.on_stage is not None:
                 self.on_stage(stage, span)
