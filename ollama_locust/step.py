@@ -366,7 +366,7 @@ def _report(run_dir: str) -> bool:
     for paragraph in conclusion.get("text") or []:
         print(paragraph)
     print(f"\nFull report: {os.path.join(run_dir, contract.RESULTS_MD)}")
-    return conclusion.get("failure_point_users") is not None
+    return conclusion.get("failure_point_users") is not None or conclusion.get("failure_point_rate") is not None
 
 
 def main(argv: list[str]) -> int:

@@ -260,7 +260,7 @@ def conclude(a: Analysis) -> dict:
         return out
 
     bm = base.metrics
-    out["baseline_users"] = base.users if is_number(base.users) else None
+    out["baseline_users"] = base.users if is_number(base.users) and not base.is_rate else None
     tok = bm.get("tokens_per_s_request")
     tok_text = f", {format_value('tok/s', tok)} tokens/s per request" if is_number(tok) else ""
     ttft = bm.get("ttft_p50_ms")
@@ -310,7 +310,7 @@ def conclude(a: Analysis) -> dict:
     best = max(passing, key=lambda s: s.load if is_number(s.load) else -1) if passing else None
     left_out = [s for s in steps if excluded(s)]
     if failing:
-        out["failure_point_users"] = failing.users if is_number(failing.users) else None
+        out["failure_point_users"] = failing.users if is_number(failing.users) and not failing.is_rate else None
         text.append(f"**Failure point:** {users_text(failing)} ({a.verdicts[failing.stage]}).")
     else:
         text.append(f"**No step failed** the thresholds ({rule}).")
@@ -319,7 +319,7 @@ def conclude(a: Analysis) -> dict:
     if left_out:
         only += "; not judged: " + ", ".join(f"{users_text(s)} ({excluded(s)})" for s in left_out)
     if best is not None:
-        out["largest_users_meeting_slo"] = best.users if is_number(best.users) else None
+        out["largest_users_meeting_slo"] = best.users if is_number(best.users) and not best.is_rate else None
         caveat = ""
         if slo.latency_rule and not enough(best):
             caveat = (f"; its latency was not judged: n = {_count(best.metrics.get('n'))}, too few requests "

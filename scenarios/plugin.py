@@ -171,6 +171,7 @@ class RunOwner:
             "user_classes": sorted(cls.__name__ for cls in environment.user_classes),
             "shape": None if plan is None else options.get(environment, "shape"),
             "steps": [] if plan is None else [stage.users for stage in plan],
+            "rates": [] if plan is None else [stage.rate for stage in plan if stage.rate is not None],
             "step_time_s": None if plan is None else plan[0].duration_s,
             "settle_s": None if plan is None else plan[0].settle_s,
             "slo": {"p95_ms": options.get(environment, "slo_p95") or None,

@@ -113,3 +113,23 @@ def test_rate_plan_waits_its_lead_then_orders_each_stage():
     controller.tick()
     assert seen == [(1.0, 1.0), (2.0, 2.0), (None, None)]
     assert [s.rate for s in timeline.spans] == [1.0, 2.0] and timeline.spans[0].start_time == 101.0
+
+
+def test_without_a_plan_each_new_rate_is_a_stage_and_zero_goes_back_to_users():
+    """--shape none (the web UI): --rate R (the LLM tab's Rate field) begins a rate stage; a new R another; 0 the users."""
+    clock, timeline, seen = Clock(), StageTimeline(), []
+    rate = {"now": 2.0}
+    controller = ShapeController(None, timeline, RecordSink(None, timeline).tallies, clock=clock,
+                                 common_target=lambda: (3, 1.0), common_rate=lambda: rate["now"],
+                                 on_stage=lambda stage, span: seen.append(stage and stage.rate))
+    assert controller.tick() == (0, ALL_AT_ONCE)
+    clock.now += 1
+    assert controller.tick() == (0, ALL_AT_ONCE) and len(timeline.spans) == 1
+    rate["now"] = 5.0
+    clock.now += 1
+    controller.tick()
+    rate["now"] = 0.0
+    clock.now += 1
+    assert controller.tick() == (3, 1.0)
+    assert [(s.kind, s.rate, s.users) for s in timeline.spans] == [("rate", 2.0, 0), ("rate", 5.0, 0), ("hold", None, 3)]
+    assert seen == [2.0, 5.0, None]
