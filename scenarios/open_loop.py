@@ -170,9 +170,17 @@ class RateDriver:
         self.order = None
 
     def abort(self) -> None:
-        """The test stops: no new arrivals, the requests in flight cut short (each recorded as such)."""
+        """The test stops: no new arrivals, the requests in flight cut short (each recorded as such); the idle
+        instances close (the next test may have other options: a new host, model or API)."""
         self.stop_arrivals()
         self.requests.kill(block=True, timeout=5)
+        idle, self.idle = self.idle, {}
+        for users in idle.values():
+            for user in users:
+                try:
+                    user.on_stop()
+                except Exception:
+                    logger.exception("closing an idle open-loop user failed")
 
     def _arrive(self, t: float, name: str, order: StageOrder) -> None:
         self.arrived += 1
