@@ -96,9 +96,9 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option("--step-time", "60s", "how long each step is held (e.g. 30s, 2m)", label="Step time", group="load"),
     Option("--rates", "0.5,1,2,4", "--shape rate: offered request rates (requests/s across all load processes), comma "
            "separated; each is held for --step-time, whatever the server answers", label="Step rates (req/s)", group="load"),
-    Option("--arrival", "poisson", "--shape rate: how requests arrive — poisson (independent visitors: exponential gaps) "
+    Option("--arrival", "poisson", "open-loop arrivals (--shape rate, --rate): how requests arrive — poisson (independent visitors: exponential gaps) "
            "or constant (evenly spaced)", choices=ARRIVALS, label="Arrival process", group="load"),
-    Option("--max-in-flight", 1000, "--shape rate: most requests in flight at once, across all load processes; an "
+    Option("--max-in-flight", 1000, "open-loop arrivals (--shape rate, --rate): most requests in flight at once, across all load processes; an "
            "arrival beyond it is not sent and is recorded as dropped by the generator", int,
            label="Max requests in flight", group="load"),
     Option("--rate", 0.0, "open-loop arrivals without a plan (--shape none: the web UI, -t): requests/s across all "

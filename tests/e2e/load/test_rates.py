@@ -196,3 +196,14 @@ def test_web_ui_rate_set_and_edited_each_rate_a_stage(tmp_path, sim_process, loc
         print(f"web UI, 2 workers, {rate:g} req/s: {len(times)} arrivals in {width:.2f} s")
         assert abs(len(times) / width - rate) <= 0.1 * rate + 1.0 / width, (rate, len(times), width)
     assert "Traceback" not in cluster.logs()
+
+
+def test_bad_rate_input_one_line_exit_2(tmp_path):
+    """Bad --rates and a class that cannot run open loop: one line, exit 2, before any load (no target needed)."""
+    for args, said in ((["--rates", "1,0"], "--rates: rates must be numbers > 0"),
+                       (["--rates", "1", "--user-class", "BurstyUser"], "BurstyUser cannot take part in open-loop arrivals")):
+        result = run(ollama_locust("step", "--host", "http://127.0.0.1:9", "--skip-preflight", "--out", str(tmp_path / "runs"),
+                                   *args), tmp_path, timeout=60, name="bad")
+        assert result.code == contract.EXIT_BAD_INPUT, result.text[-2000:]
+        assert said in result.err, result.err
+        assert_no_traceback(result)
