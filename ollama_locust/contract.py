@@ -67,6 +67,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
      "[i*W, (i+1)*W) ms after start_time (W >= TOKEN_BUCKET_MS, chosen per record so it has at most TOKEN_BUCKETS_MAX buckets)"),
     ("bad_counts", "str", "token counts the server reported that were not non-negative integers, e.g. "
      "'eval_count=\"n/a\"': ignored (output_tokens then estimated); empty: none"),
+    ("send_lag_ms", "float", "open-loop arrivals (--shape rate, --rate): start_time minus the request's scheduled "
+     "arrival time — how late the load generator sent it (its own lateness, a new connection and the user's start "
+     "included); empty for a request of a closed-loop user"),
     # The columns of the seed script (run.py), kept so its users' notebooks keep working.
     ("latency", "float", "seed column: e2e latency in seconds"),
     ("status", "int", "seed column: HTTP status"),

@@ -49,10 +49,11 @@ class Sample:
     dropped: int = 0  # open-loop arrivals the generator did not send (--max-in-flight)
     offered_rate: float = math.nan  # a rate stage's offered requests/s (stages.csv rate)
     in_flight: np.ndarray = None  # type: ignore[assignment]  # requests in flight at each request's send (itself included)
+    send_lag_ms: np.ndarray = None  # type: ignore[assignment]  # open loop: how late each request was sent (measured ones)
 
     def __post_init__(self) -> None:
         empty = np.empty(0)
-        for name in ("e2e_ms", "ttft_ms", "tokens_per_s", "in_flight"):
+        for name in ("e2e_ms", "ttft_ms", "tokens_per_s", "in_flight", "send_lag_ms"):
             if getattr(self, name) is None:
                 setattr(self, name, empty)
 
@@ -162,6 +163,10 @@ RATE_METRICS: tuple[StepMetric, ...] = (
     StepMetric("in_flight_p95", "In flight p95", "requests",
            "95th percentile of the same: the concurrency the rate put on the server",
            lambda s: percentile(s.in_flight, 95) if is_number(s.offered_rate) else math.nan),
+    StepMetric("send_lag_p99_ms", "Send lag p99", "ms",
+           "99th percentile of how late the load generator sent the step's requests after their scheduled arrival "
+           "(requests.csv send_lag_ms): near 0 the latencies are the server's; large, the generator fell behind",
+           lambda s: percentile(s.send_lag_ms, 99) if is_number(s.offered_rate) else math.nan),
 )
 STEP_METRIC_BY_KEY: dict[str, StepMetric] = {m.key: m for m in STEP_METRICS + RATE_METRICS}
 

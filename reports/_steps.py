@@ -302,6 +302,7 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
     ok = outcome_str == contract.OK
     cut = outcome_str == contract.CUT_SHORT
     dropped = outcome_str == contract.DROPPED
+    send_lag = counted["send_lag_ms"].to_numpy(dtype="float64")
     e2e = counted["e2e_ms"].to_numpy(dtype="float64")
     ttft = counted["ttft_ms"].to_numpy(dtype="float64")
     tps = counted["tokens_per_s"].to_numpy(dtype="float64")
@@ -331,6 +332,8 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
         sample.offered_rate = step.rate
         in_flight = overlap[0][idx]
         sample.in_flight = in_flight[np.isfinite(in_flight)] + 1
+        lag = send_lag[idx[~dropped[idx]]]
+        sample.send_lag_ms = lag[np.isfinite(lag)]
         if step.is_rate:
             step.queue_trend = queue_trend(idx, start_counted, parts, ttft, ok, sample, step.window_s)
         step.ttft_n = len(sample.ttft_ms)

@@ -192,6 +192,7 @@ class RateDriver:
         if user is None:
             return
         self.sent += 1
+        user.arrival_time = t  # LLMUser._report: the record's send_lag_ms
         self.requests.spawn(self._run, user, name)
 
     def _new_user(self, name: str):
@@ -223,7 +224,7 @@ class RateDriver:
         self.dropped += 1
         environment = self.environment
         record = new_record(options.get(environment, "api"), options.get(environment, "model"), next_request_id())
-        record.update(outcome=contract.DROPPED, start_time=t,
+        record.update(outcome=contract.DROPPED, start_time=t, send_lag_ms=max(0.0, (self.clock() - t) * 1000.0),
                       error=f"not sent: {order.max_in_flight} requests of this load process in flight "
                             f"(--max-in-flight {order.max_in_flight_total})")
         try:

@@ -46,7 +46,7 @@ def test_rate_run_keyed_by_rate_finds_queue_growth_and_a_rate_limit(make_run):
     assert high.metrics["in_flight_p95"] > 50  # the queue piles up: arrivals at 4/s, answers at 2/s
     report = write_report(path, plots=False)
     text = read_text(f"{path}/{contract.RESULTS_MD}")
-    assert text.splitlines()[2].startswith("| Offered rate (req/s) | Achieved (req/s) | Dropped | In flight p50 | In flight p95 | Requests |")
+    assert text.splitlines()[2].startswith("| Offered rate (req/s) | Achieved (req/s) | Dropped | In flight p50 | In flight p95 | Send lag p99 | Requests |")
     assert "Users held" not in text.splitlines()[2]
     conclusion = report.data["conclusion"]
     assert conclusion["queue_growth_rate"] == 4.0 and conclusion["largest_rate_meeting_slo"] == 1.0

@@ -59,6 +59,8 @@ def check_report_matches_truth(results, rows):
     steps = report_rows(results)
     for rate, width, times in rows:
         step = steps[rate]
+        print(f"  {rate:g} req/s: send lag p99 {step['send_lag_p99_ms']:.1f} ms")
+        assert 0 <= step["send_lag_p99_ms"] < 1000, step  # measured: see the printed figure
         assert step["dropped"] == 0, step
         assert step["achieved_rate"] == _approx(len(times) / width, 0.005), (step["achieved_rate"], len(times), width)
 
@@ -134,7 +136,7 @@ def test_queue_growth_found_and_turned_into_a_rate_limit(tmp_path, sim_process):
     assert conclusion["queue_growth_rate"] == 8.0
     assert conclusion["rate_limit"]["rate_per_s"] == 1.0 and conclusion["rate_limit"]["burst"] >= 1
     text = open(os.path.join(run_dir, contract.RESULTS_MD), encoding="utf-8").read()
-    assert "| Offered rate (req/s) | Achieved (req/s) | Dropped | In flight p50 | In flight p95 |" in text
+    assert "| Offered rate (req/s) | Achieved (req/s) | Dropped | In flight p50 | In flight p95 | Send lag p99 |" in text
     assert "The queue grows without bound from 8 req/s" in text
     assert "Rate-limit the gateway at 1 requests/s" in text and "limit_req_zone" in text
 
