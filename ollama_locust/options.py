@@ -101,6 +101,9 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option("--max-in-flight", 1000, "open-loop arrivals (--shape rate, --rate): most requests in flight at once, across all load processes; an "
            "arrival beyond it is not sent and is recorded as dropped by the generator", int,
            label="Max requests in flight", group="load"),
+    Option("--arrival-seed", 0, "open-loop arrivals: seed of the arrival streams (Poisson gaps) and of the user-class "
+           "draws — the same seed gives the same arrival times on every run; 0 = a new seed every run", int,
+           label="Arrival seed (0 = random)", group="load"),
     Option("--rate", 0.0, "open-loop arrivals without a plan (--shape none: the web UI, -t): requests/s across all "
            "load processes instead of -u users; the LLM tab's Rate field changes it while the test runs (a new rate "
            "starts a stage of its own); 0 = users", float, label="Request rate (req/s, 0 = users)", group="load"),

@@ -91,6 +91,12 @@ def issue(times: Iterator[float], until: float, clock: Callable[[], float], slee
     return fired
 
 
+def stream_seed(seed: int, stage: int, index: int) -> int:
+    """The seed of process ``index``'s arrival stream in stage ``stage`` from ``--arrival-seed`` (never 0): each
+    stage and process draws its own stream, and the same seed gives the same streams on every run."""
+    return (seed * 1_000_003 + stage * 1_009 + index) % (2 ** 32) or 1
+
+
 def gaps_cv(times: list[float]) -> float:
     """Coefficient of variation (standard deviation / mean) of the gaps between sorted arrival times:
     about 1 for a Poisson stream, about 0 for a constant one; nan for fewer than 3 times."""

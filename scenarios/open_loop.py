@@ -70,12 +70,14 @@ def order_for(environment, stage: int, rate: float, index: int, count: int, age_
     """The order for process ``index`` of ``count`` of a rate stage, from the run's options and classes."""
     total = int(options.get(environment, "max_in_flight"))
     parsed = getattr(environment, "parsed_options", None)
+    fixed = int(options.get(environment, "arrival_seed") or 0)
+    seed = arrivals.stream_seed(fixed, stage, index) if fixed else random.SystemRandom().getrandbits(32)
     return StageOrder(stage=stage, rate=rate, arrival=options.get(environment, "arrival"), index=index, count=count,
                       max_in_flight=arrivals.share(total, index, count), max_in_flight_total=total,
                       classes=[[cls.__name__, float(getattr(cls, "weight", 1) or 1)] for cls in environment.user_classes],
                       age_s=age_s, start=start, host=environment.host,
                       options=options.values(parsed) if parsed is not None else {},
-                      seed=random.SystemRandom().getrandbits(32), prepare=prepare)
+                      seed=seed, prepare=prepare)
 
 
 def check_classes(user_classes) -> str | None:
@@ -120,7 +122,8 @@ class RateDriver:
         self.order = order
         now = self.clock()
         begin = order.start if order.start is not None and abs(order.start - now) < MAX_SKEW_S else now - max(0.0, order.age_s)
-        rng = random.Random(order.seed)
+        rng = random.Random(order.seed)  # the arrival times alone: arrival_times(..., Random(seed)) reproduces them
+        draw = random.Random(~(order.seed or 0))  # the user-class draws
         names, weights = zip(*classes)
         times = arrivals.arrival_times(order.rate, order.arrival, begin, order.index, order.count, rng)
         # the previous stage's loop ran on until this order arrived: its arrivals after this stage's start stand
@@ -130,7 +133,7 @@ class RateDriver:
 
         def fire(t: float) -> None:
             self.last_fired = t
-            self._arrive(t, rng.choices(names, weights)[0], order)
+            self._arrive(t, draw.choices(names, weights)[0], order)
 
         self.loop = gevent.spawn(arrivals.issue, times, math.inf, self.clock, gevent.sleep, fire)
         logger.info("rate stage %d: %.3g req/s (%s), this process %d of %d, up to %d in flight", order.stage,

@@ -318,7 +318,7 @@ class RunOwner:
         else:
             if self.driver is None:
                 self.driver = open_loop.RateDriver(environment)
-            self.driver.start(open_loop.order_for(environment, span.stage, stage.rate, 0, 1))
+            self.driver.start(open_loop.order_for(environment, span.stage, stage.rate, 0, 1, start=span.start_time))
 
     def common_target(self) -> tuple[int, float]:
         """Locust's -u/-r as they are now: the web UI's "Edit" of a running test writes the new values here."""

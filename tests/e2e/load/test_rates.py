@@ -4,7 +4,8 @@ arrivals and the queue growth the report finds.
 
 Rates and lengths are chosen so that each run is bounded (about 30 s of load) and holds on a loaded 2-core
 machine: the `instant` profile with short replies keeps the server's cost low; a Poisson CV is judged over
-at least 1500 arrivals (its standard error there is about 0.03, so 0.9-1.1 is over 3 of them).
+at least 1500 arrivals (its standard error there is about 0.03, so 0.9-1.1 is over 3 of them), and the Poisson
+streams are seeded (--arrival-seed) so that the schedule is known and every one of its arrivals is checked.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import os
 
 from ollama_locust import contract
-from ollama_locust.scenarios.arrivals import gaps_cv
+from ollama_locust.scenarios.arrivals import arrival_times, gaps_cv, stream_seed
 from tests.e2e.helpers import assert_no_traceback, ollama_locust, only_run_dir, read_csv, read_truth, run
 from tests.e2e.webui.conftest import locust_cluster  # noqa: F401  (the fixture: a master with workers and its web UI)
 
@@ -65,6 +66,31 @@ def check_report_matches_truth(results, rows):
         assert step["achieved_rate"] == _approx(len(times) / width, 0.005), (step["achieved_rate"], len(times), width)
 
 
+SEED = 7  # --arrival-seed: the Poisson streams are known in advance (1642 arrivals in 32 s at 50 req/s, 1680 over 2 workers)
+
+
+def scheduled(rate, width, count, stage=0):
+    """The arrivals the --arrival-seed SEED schedule holds in the first ``width`` s of a stage over ``count``
+    processes (arrivals.arrival_times with the seeds the load side uses)."""
+    import random
+
+    out = []
+    for index in range(count):
+        for t in arrival_times(rate, "poisson", 0.0, index, count, random.Random(stream_seed(SEED, stage, index))):
+            if t >= width:
+                break
+            out.append(t)
+    return sorted(out)
+
+
+def check_schedule_sent(rate, width, times, count):
+    """Every arrival of the seeded schedule reached the server (the truth log), none more: at most one differs at
+    each end of the window (a schedule begun a moment after the stage, an arrival at its very end)."""
+    plan = scheduled(rate, width, count)
+    print(f"  schedule: {len(plan)} arrivals in {width:.2f} s; the truth log {len(times)}")
+    assert abs(len(times) - len(plan)) <= 2, (len(times), len(plan))
+
+
 def _approx(value, rel):
     import pytest
 
@@ -73,12 +99,14 @@ def _approx(value, rel):
 
 def test_poisson_one_process_rate_and_cv_on_the_truth_log(tmp_path, sim_process):
     _, records, truth, stages, results, _ = rate_run(tmp_path, sim_process, "poisson1", INSTANT,
-                                                     "--rates", "50", "--step-time", "32s", "--arrival", "poisson")
+                                                     "--rates", "50", "--step-time", "32s", "--arrival", "poisson",
+                                                     "--arrival-seed", str(SEED))
     rows = per_stage(truth, stages)
     (rate, width, times), = rows
     cv = gaps_cv(times)
     achieved = len(times) / width
     print(f"poisson 1 process: {len(times)} arrivals in {width:.2f} s, achieved {achieved:.2f} of {rate:g} req/s, CV {cv:.3f}")
+    check_schedule_sent(rate, width, times, 1)
     assert len(times) >= 1500
     assert 0.9 <= cv <= 1.1
     # a Poisson count has a standard deviation of sqrt(n): within 4 of them of the offered count
@@ -110,11 +138,12 @@ def test_constant_two_workers_no_gaps_no_doubles(tmp_path, sim_process):
 def test_poisson_two_workers_superpose(tmp_path, sim_process):
     _, records, truth, stages, results, _ = rate_run(
         tmp_path, sim_process, "poisson2", INSTANT, "--rates", "50", "--step-time", "32s", "--arrival", "poisson",
-        "--workers", "2")
+        "--workers", "2", "--arrival-seed", str(SEED))
     rows = per_stage(truth, stages)
     (rate, width, times), = rows
     cv = gaps_cv(times)
     print(f"poisson 2 workers: {len(times)} arrivals in {width:.2f} s, achieved {len(times) / width:.2f} of {rate:g}, CV {cv:.3f}")
+    check_schedule_sent(rate, width, times, 2)
     assert len(times) >= 1500 and 0.9 <= cv <= 1.1
     assert abs(len(times) - rate * width) <= 4 * math.sqrt(rate * width)
     assert len({r["worker"] for r in records}) == 2
