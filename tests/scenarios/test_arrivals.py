@@ -101,3 +101,15 @@ def test_parse_rates_and_errors():
     with pytest.raises(arrivals.ArrivalError):
         next(arrival_times(1.0, POISSON, 0.0, index=2, count=2))
     assert math.isnan(gaps_cv([1.0, 2.0]))
+
+
+def test_seeded_streams_repeat_and_differ_by_stage_and_process():
+    from ollama_locust.scenarios.arrivals import stream_seed
+
+    def first(seed, stage, index):
+        times = arrival_times(5.0, POISSON, 0.0, index, 2, random.Random(stream_seed(seed, stage, index)))
+        return [next(times) for _ in range(5)]
+
+    assert first(7, 0, 0) == first(7, 0, 0)
+    assert first(7, 0, 0) != first(7, 0, 1) and first(7, 0, 0) != first(7, 1, 0) and first(7, 0, 0) != first(8, 0, 0)
+    assert all(stream_seed(s, st, i) > 0 for s in (1, 2**31) for st in (0, 5) for i in (0, 3))
