@@ -440,6 +440,8 @@ class RunOwner:
                 gevent.sleep(SHIP_INTERVAL_S + 0.5)  # the workers' cut-short records arrive
             else:
                 self.runner.stop()
+        if self.driver is not None:  # open-loop requests still in flight: cut short and recorded (also when a
+            self.driver.abort()      # second signal broke into Locust's stop before its test_stopping listeners ran)
         if isinstance(self.runner, MasterRunner):
             self.info["workers"] = max(self.info["workers"], len(self.workers_seen))
             self.note_missing_workers()

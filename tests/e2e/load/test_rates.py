@@ -238,3 +238,34 @@ def test_bad_rate_input_one_line_exit_2(tmp_path):
         assert result.code == contract.EXIT_BAD_INPUT, result.text[-2000:]
         assert said in result.err, result.err
         assert_no_traceback(result)
+
+
+def test_ctrl_c_cuts_the_requests_in_flight_short_and_records_them(tmp_path, sim_process):
+    """Ctrl-C during a rate step: the open-loop requests in flight are cut short and recorded (not lost), exit 130.
+    20 req/s into one slot that answers ~6/s: a queue is in flight when the signal comes."""
+    import signal
+    import subprocess
+    import time
+
+    sim = sim_process(*SLOW_SERVER)
+    out = tmp_path / "runs"
+    with open(tmp_path / "int.out", "w") as stdout, open(tmp_path / "int.err", "w") as stderr:
+        proc = subprocess.Popen(ollama_locust("step", "--host", sim.url, "--rates", "20", "--step-time", "60s",
+                                              "--num-predict", "60", "--out", str(out), *LOAD),
+                                stdout=stdout, stderr=stderr, cwd=tmp_path)
+        try:
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline and "in flight)" not in (tmp_path / "int.out").read_text():
+                time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = (tmp_path / "int.out").read_text() + (tmp_path / "int.err").read_text()
+    assert code == contract.EXIT_INTERRUPTED, text[-3000:]
+    assert "Traceback" not in text
+    records = read_csv(os.path.join(only_run_dir(out), contract.REQUESTS_FILE))
+    cut = [r for r in records if r["outcome"] == contract.CUT_SHORT]
+    print(f"ctrl-c: {len(cut)} of {len(records)} requests cut short")
+    assert cut, records[-3:]
