@@ -14,6 +14,8 @@ import json
 import math
 import os
 
+import pytest
+
 from ollama_locust import contract
 from ollama_locust.scenarios.arrivals import arrival_times, gaps_cv, stream_seed
 from tests.e2e.helpers import assert_no_traceback, ollama_locust, only_run_dir, read_csv, read_truth, run
@@ -240,7 +242,8 @@ def test_bad_rate_input_one_line_exit_2(tmp_path):
         assert_no_traceback(result)
 
 
-def test_ctrl_c_cuts_the_requests_in_flight_short_and_records_them(tmp_path, sim_process):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_ctrl_c_cuts_the_requests_in_flight_short_and_records_them(tmp_path, sim_process, workers):
     """Ctrl-C during a rate step: the open-loop requests in flight are cut short and recorded (not lost), exit 130.
     20 req/s into one slot that answers ~6/s: a queue is in flight when the signal comes."""
     import signal
@@ -251,7 +254,7 @@ def test_ctrl_c_cuts_the_requests_in_flight_short_and_records_them(tmp_path, sim
     out = tmp_path / "runs"
     with open(tmp_path / "int.out", "w") as stdout, open(tmp_path / "int.err", "w") as stderr:
         proc = subprocess.Popen(ollama_locust("step", "--host", sim.url, "--rates", "20", "--step-time", "60s",
-                                              "--num-predict", "60", "--out", str(out), *LOAD),
+                                              "--num-predict", "60", "--out", str(out), "--workers", str(workers), *LOAD),
                                 stdout=stdout, stderr=stderr, cwd=tmp_path)
         try:
             deadline = time.monotonic() + 40
@@ -267,5 +270,5 @@ def test_ctrl_c_cuts_the_requests_in_flight_short_and_records_them(tmp_path, sim
     assert "Traceback" not in text
     records = read_csv(os.path.join(only_run_dir(out), contract.REQUESTS_FILE))
     cut = [r for r in records if r["outcome"] == contract.CUT_SHORT]
-    print(f"ctrl-c: {len(cut)} of {len(records)} requests cut short")
+    print(f"ctrl-c, {workers} workers: {len(cut)} of {len(records)} requests cut short")
     assert cut, records[-3:]
