@@ -19,6 +19,10 @@ STREAM_ERROR = "stream_error"  # malformed line, {"error":...} mid-stream, dropp
 EMPTY = "empty"  # finished, but no content at all
 INVALID = "invalid"  # content failed the scenario's semantic check (e.g. recipe JSON)
 CUT_SHORT = "cut_short"  # still running when the test stopped: neither a success nor a failure of the target
+# An open-loop arrival (--shape rate) the load generator did not send: this process already had its share of
+# --max-in-flight requests running. Never reached the target: neither a success nor a failure of it, but
+# the offered load was not delivered (the report says how many, per step).
+DROPPED = "dropped"
 
 # The APIs a user can call (``--api``; the record's ``api`` column). scenarios.clients.CLIENTS maps each to its
 # client class; the native Ollama ones are checked through /api/tags, the others through /v1/models.
@@ -26,8 +30,9 @@ OLLAMA_CHAT, OLLAMA_GENERATE, OPENAI, GATEWAY = "ollama-chat", "ollama-generate"
 APIS = (OLLAMA_CHAT, OLLAMA_GENERATE, OPENAI, GATEWAY)
 OLLAMA_NATIVE_APIS = (OLLAMA_CHAT, OLLAMA_GENERATE)
 
-OUTCOMES = (OK, REJECTED, TIMEOUT, HTTP_ERROR, STREAM_ERROR, EMPTY, INVALID, CUT_SHORT)
+OUTCOMES = (OK, REJECTED, TIMEOUT, HTTP_ERROR, STREAM_ERROR, EMPTY, INVALID, CUT_SHORT, DROPPED)
 FAILURE_OUTCOMES = (REJECTED, TIMEOUT, HTTP_ERROR, STREAM_ERROR, EMPTY, INVALID)
+NOT_JUDGED = (CUT_SHORT, DROPPED)  # neither a success nor a failure of the target: left out of the success rate
 
 # (column, type, description). Types: str, int, float, bool. Order is the CSV column order.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -40,7 +45,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("stage_users", "int", "target user count of that stage"),
     ("settle", "bool", "started inside the stage's settle window: left out of that stage's numbers"),
     ("start_time", "float", "unix time (s) when the request was sent"),
-    ("outcome", "str", "ok | rejected | timeout | http_error | stream_error | empty | invalid | cut_short"),
+    ("outcome", "str", "ok | rejected | timeout | http_error | stream_error | empty | invalid | cut_short | dropped "
+     "(an open-loop arrival not sent: --max-in-flight reached; start_time = its arrival time)"),
     ("http_status", "int", "HTTP status of the response; 0 when none arrived"),
     ("ttft_ms", "float", "request sent -> first chunk with non-empty content"),
     ("e2e_ms", "float", "request sent -> last byte of the reply (or the failure)"),
@@ -61,6 +67,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
      "[i*W, (i+1)*W) ms after start_time (W >= TOKEN_BUCKET_MS, chosen per record so it has at most TOKEN_BUCKETS_MAX buckets)"),
     ("bad_counts", "str", "token counts the server reported that were not non-negative integers, e.g. "
      "'eval_count=\"n/a\"': ignored (output_tokens then estimated); empty: none"),
+    ("send_lag_ms", "float", "open-loop arrivals (--shape rate, --rate): start_time minus the request's scheduled "
+     "arrival time — how late the load generator sent it (its own lateness, a new connection and the user's start "
+     "included); empty for a request of a closed-loop user"),
     # The columns of the seed script (run.py), kept so its users' notebooks keep working.
     ("latency", "float", "seed column: e2e latency in seconds"),
     ("status", "int", "seed column: HTTP status"),
@@ -82,10 +91,12 @@ STAGE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("start_time", "float", "unix time (s) the stage began"),
     ("end_time", "float", "unix time (s) the stage ended (empty while running)"),
     ("settle_s", "float", "settle window at the start of the stage, seconds"),
-    ("kind", "str", "step | burst | ramp | hold"),
+    ("kind", "str", "step | burst | ramp | hold | rate"),
     ("users_mean", "float", "time-weighted mean of the users running during the stage (the master's samples)"),
     ("users_max", "int", "most users running at once during the stage"),
     ("reached_s", "float", "seconds from the stage's start until its target user count was running (empty: never reached)"),
+    ("rate", "float", "offered open-loop arrival rate of a rate stage, requests/s across all load processes "
+     "(--shape rate; empty for a stage of users)"),
 )
 STAGE_COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in STAGE_COLUMNS)
 

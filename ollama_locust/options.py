@@ -54,7 +54,8 @@ class Option:
         return f"{self.help} (default: {self.shown_default})"
 
 
-SHAPES = ("none", "step", "burst", "ramp")
+SHAPES = ("none", "step", "burst", "ramp", "rate")
+ARRIVALS = ("poisson", "constant")  # the open-loop arrival processes (scenarios/arrivals.py)
 # The web UI form's sections, in order: (group, heading).
 GROUPS: tuple[tuple[str, str], ...] = (
     ("target", "Target and model"),
@@ -89,9 +90,23 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option("--run-dir", "", "run folder to write (requests.csv, stages.csv, run.json); empty = runs/<UTC time>-<label>/ when --shape is set",
            web_ui=False, label="Run folder", group="run"),  # the folder exists before the web UI's form is filled in
     Option("--label", "", "a name for this run, used in the run folder name and by 'compare'", label="Run label", group="run"),
-    Option("--shape", "none", "load shape: step (hold each user count), burst (base + spikes), ramp", choices=SHAPES, label="Load shape", group="load"),
+    Option("--shape", "none", "load shape: step (hold each user count), burst (base + spikes), ramp, rate (open-loop "
+           "arrivals: hold each request rate of --rates)", choices=SHAPES, label="Load shape", group="load"),
     Option("--steps", "1,3,5,10", "user counts of the step shape, comma separated", label="Step user counts", group="load"),
     Option("--step-time", "60s", "how long each step is held (e.g. 30s, 2m)", label="Step time", group="load"),
+    Option("--rates", "0.5,1,2,4", "--shape rate: offered request rates (requests/s across all load processes), comma "
+           "separated; each is held for --step-time, whatever the server answers", label="Step rates (req/s)", group="load"),
+    Option("--arrival", "poisson", "open-loop arrivals (--shape rate, --rate): how requests arrive — poisson (independent visitors: exponential gaps) "
+           "or constant (evenly spaced)", choices=ARRIVALS, label="Arrival process", group="load"),
+    Option("--max-in-flight", 1000, "open-loop arrivals (--shape rate, --rate): most requests in flight at once, across all load processes; an "
+           "arrival beyond it is not sent and is recorded as dropped by the generator", int,
+           label="Max requests in flight", group="load"),
+    Option("--arrival-seed", 0, "open-loop arrivals: seed of the arrival streams (Poisson gaps) and of the user-class "
+           "draws — the same seed gives the same arrival times on every run; 0 = a new seed every run", int,
+           label="Arrival seed (0 = random)", group="load"),
+    Option("--rate", 0.0, "open-loop arrivals without a plan (--shape none: the web UI, -t): requests/s across all "
+           "load processes instead of -u users; the LLM tab's Rate field changes it while the test runs (a new rate "
+           "starts a stage of its own); 0 = users", float, label="Request rate (req/s, 0 = users)", group="load"),
     Option("--settle", "0s", "settle window at the start of each step: its requests are left out of the step's numbers", label="Settle window", group="load"),
     Option("--step-spawn-rate", 0.0, "users started per second at a step change; 0 = all at once", float, label="Step spawn rate (users/s)", group="load"),
     Option("--slo-p95", 0.0, "end-to-end p95 latency objective in ms (0 = none): a step above it fails", float, label="E2E p95 objective (ms)", group="thresholds"),

@@ -60,7 +60,7 @@ DEFAULT_HOST = "http://127.0.0.1:11434"  # when neither --host, locust.conf nor 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="ollama-locust step",
-        description="Headless step test: hold 1, 3, 5, 10 ... users in turn, then print the results table. "
+        description="Headless step test: hold 1, 3, 5, 10 ... users in turn (or, with --rates, offer 0.5, 1, 2 ... requests/s open loop), then print the results table. "
         "The load options below are the locustfile's own (same names in locust.conf, LOCUST_* variables and "
         "the web UI); any other option is passed to locust as it is.",
     )
@@ -210,6 +210,8 @@ def _resolve_defaults(args) -> None:
     """``args.load``: the load options the user gave, plus step's own defaults (with --sim: the
     simulator's model and shorter steps) where the user gave none."""
     args.load = options.given(args)
+    if "rates" in args.load:  # `step --rates …`: open-loop arrivals unless a shape was named
+        args.load.setdefault("shape", "rate")
     args.sim_config = _sim_config(args) if args.sim else None  # parsed once: label, model, run.json
     for dest, value in {**STEP_DEFAULTS, **(SIM_DEFAULTS if args.sim else {})}.items():
         args.load.setdefault(dest, value)
@@ -287,8 +289,10 @@ def run(args, passthrough: list[str]) -> int:
         run_dir = (run_folder.prepare(args.run_dir) if args.run_dir
                    else run_folder.create_unique(args.load.get("label") or "step", args.out))
         shown = host or f"from locust.conf/LOCUST_HOST, else {DEFAULT_HOST}"
+        steps = (f"rates {_load_value(args, 'rates')} req/s ({_load_value(args, 'arrival')})"
+                 if _load_value(args, "shape") == "rate" else f"steps {_load_value(args, 'steps')} users")
         print(f"{PREFIX} target {shown} (model {_load_value(args, 'model')}, {_load_value(args, 'api')}); "
-              f"steps {_load_value(args, 'steps')} users x {_load_value(args, 'step_time')}; run folder {run_dir}", flush=True)
+              f"{steps} x {_load_value(args, 'step_time')}; run folder {run_dir}", flush=True)
         code = run_locust(args, passthrough, host, run_dir)
     if not os.path.exists(os.path.join(run_dir, contract.RUN_FILE)):
         if code not in (EXIT_BAD_INPUT, EXIT_INTERRUPTED):  # those said their one line already
@@ -363,7 +367,7 @@ def _report(run_dir: str) -> bool:
     for paragraph in conclusion.get("text") or []:
         print(paragraph)
     print(f"\nFull report: {os.path.join(run_dir, contract.RESULTS_MD)}")
-    return conclusion.get("failure_point_users") is not None
+    return conclusion.get("failure_point_users") is not None or conclusion.get("failure_point_rate") is not None
 
 
 def main(argv: list[str]) -> int:

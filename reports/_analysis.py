@@ -54,7 +54,7 @@ class Slo:
 
         A p95 from fewer than ``MIN_P95_N`` requests judges nothing (only the success rate does)."""
         m = step.metrics
-        judged = m.get("requests", 0) - step.outcomes.get(contract.CUT_SHORT, 0)
+        judged = m.get("requests", 0) - sum(step.outcomes.get(o, 0) for o in contract.NOT_JUDGED)
         if not judged:
             return ""
         rate, p95, ttft = m.get("success_rate"), m.get("p95_ms"), m.get("ttft_p95_ms")
@@ -93,6 +93,15 @@ class Analysis:
     @property
     def label(self) -> str:
         return self.folder.label
+
+    @property
+    def rate_run(self) -> bool:
+        """An open-loop run (--shape rate): its steps are keyed by offered rate, not users."""
+        return any(step.is_rate for step in self.steps)
+
+    @property
+    def key_label(self) -> str:
+        return "Offered rate (req/s)" if self.rate_run else "Concurrent users"
 
 
 def resolve_slo(run: dict, slo_p95_ms: float | None, min_success: float | None,
@@ -182,6 +191,8 @@ def excluded(step: Step) -> str:
     load process could not keep up (docs/generator.md)."""
     if step.generator and step.generator["reasons"]:
         return f"{SATURATED_NOTE} ({'; '.join(step.generator['reasons'])})"
+    if step.outcomes.get(contract.DROPPED):  # the offered rate was not delivered: not the rate it names
+        return dropped_text(step)
     return step.not_held
 
 
@@ -200,8 +211,8 @@ def too_few_text(step: Step) -> str:
 def _judge(analysis: Analysis) -> None:
     with_ok = [s for s in analysis.steps if s.metrics.get("p50_ms") is not None and is_number(s.metrics.get("p50_ms"))]
     if with_ok:
-        lowest = min(s.users if is_number(s.users) else math.inf for s in with_ok)
-        analysis.baseline = next(s for s in with_ok if (s.users if is_number(s.users) else math.inf) == lowest)
+        lowest = min(s.load if is_number(s.load) else math.inf for s in with_ok)
+        analysis.baseline = next(s for s in with_ok if (s.load if is_number(s.load) else math.inf) == lowest)
     for step in analysis.steps:
         step.generator = step_health(analysis.folder.generator, step.start + step.settle_s, step.end)
         analysis.verdicts[step.stage] = "" if excluded(step) else analysis.slo.verdict(step)
@@ -244,6 +255,27 @@ def outcome_notes(step: Step) -> list[str]:
     return notes
 
 
+def dropped_text(step: Step) -> str:
+    """The dropped arrivals of a rate step in words ('' without any)."""
+    dropped = step.outcomes.get(contract.DROPPED, 0)
+    if not dropped:
+        return ""
+    achieved, offered = step.metrics.get("achieved_rate"), step.metrics.get("offered_rate")
+    got = f": the server got {achieved:.2f} of {offered:g} req/s offered" if is_number(achieved) and is_number(offered) else ""
+    return f"{dropped} dropped by the generator (--max-in-flight reached{got})"
+
+
+def rate_notes(step: Step) -> list[str]:
+    """A rate step's dropped arrivals and a queue that grows without bound."""
+    notes = [dropped_text(step) + ": left out of the verdicts"] if dropped_text(step) else []
+    trend = step.queue_trend
+    if trend and trend["growing"]:
+        first, _, last = trend["thirds_ms"]
+        notes.append(f"queue grows without bound ({trend['source']} {stats.format_seconds(first)} → "
+                     f"{stats.format_seconds(last)} across the step)")
+    return notes
+
+
 def _annotate(analysis: Analysis) -> None:
     base = analysis.baseline
     base_p95 = base.metrics.get("p95_ms") if base else None
@@ -253,7 +285,7 @@ def _annotate(analysis: Analysis) -> None:
         if not m.get("requests"):
             notes.append("no requests")
         notes.extend(outcome_notes(step))
-        judged = m.get("requests", 0) - step.outcomes.get(contract.CUT_SHORT, 0)
+        judged = m.get("requests", 0) - sum(step.outcomes.get(o, 0) for o in contract.NOT_JUDGED)
         if judged and step.outcomes.get(contract.OK, 0) == 0 and analysis.source == "requests.csv":
             notes.append("all failed")
         if step.failures and not seen_failure:
@@ -279,6 +311,7 @@ def _annotate(analysis: Analysis) -> None:
         cut = step.outcomes.get(contract.CUT_SHORT, 0)
         if cut:
             notes.append(f"{cut} cut short by the stop (not in success rate)")
+        notes.extend(rate_notes(step))
         if step.settled:
             notes.append(f"settle: {step.settled} requests left out")
         if step.window_note:

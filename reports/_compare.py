@@ -8,7 +8,7 @@ from ._analysis import CONCURRENCY_NOTE, Analysis, analyse
 from ._concurrency import run_mode
 from ._errors import ReportError
 from ._markdown import table
-from ._step_metrics import STEP_METRICS, SIM_SETTINGS, format_settings, format_value, is_number
+from ._step_metrics import RATE_METRICS, STEP_METRICS, SIM_SETTINGS, format_settings, format_value, is_number
 
 COMPARED = tuple(m for m in STEP_METRICS if m.compare)
 
@@ -30,11 +30,12 @@ def _labels(analyses: list[Analysis]) -> list[str]:
 
 
 def _by_users(a: Analysis) -> dict:
-    """(users, n-th occurrence) -> step, so a plan that revisits a user count lines up run by run."""
+    """(users, n-th occurrence) -> step, so a plan that revisits a user count lines up run by run; a rate
+    step is keyed by its offered rate (req/s)."""
     seen: dict = {}
     out = {}
     for step in a.steps:
-        users = int(step.users) if is_number(step.users) else None
+        users = step.rate if step.is_rate else int(step.users) if is_number(step.users) else None
         k = seen.get(users, 0)
         seen[users] = k + 1
         out[(users, k)] = step
@@ -50,14 +51,17 @@ def compare_markdown(analyses: list[Analysis]) -> str:
             if key not in keys:
                 keys.append(key)
     keys.sort(key=lambda k: (k[0] is None, k[0] if k[0] is not None else 0, k[1]))
-    header = ["Concurrent users"]
-    for m in COMPARED:
+    rate_runs = [a.rate_run for a in analyses]
+    header = ["Offered rate (req/s)" if all(rate_runs) else "Concurrent users or rate (req/s)" if any(rate_runs)
+              else "Concurrent users"]
+    compared = (tuple(m for m in RATE_METRICS if m.compare and m.key != "offered_rate") if any(rate_runs) else ()) + COMPARED
+    for m in compared:
         header += [f"{m.label} {label}" for label in labels]
     rows = []
     for key in keys:
         users, k = key
-        row = [("?" if users is None else str(users)) + (f" (#{k + 1})" if k else "")]
-        for m in COMPARED:
+        row = [("?" if users is None else f"{users:g}") + (f" (#{k + 1})" if k else "")]
+        for m in compared:
             first = maps[0].get(key)
             first_value = first.metrics.get(m.key) if first else None
             for i, mapping in enumerate(maps):
@@ -70,7 +74,7 @@ def compare_markdown(analyses: list[Analysis]) -> str:
         rows.append(row)
     lines = [f"# Comparison: {' vs '.join(labels)}", "", table(header, rows), ""]
     lines.append("Changes in % are against the first run (" + labels[0] + "). "
-                 + "; ".join(f"{m.label}: {m.how}" for m in COMPARED) + ".")
+                 + "; ".join(f"{m.label}: {m.how}" for m in compared) + ".")
     lines.append("")
     for label, a in zip(labels, analyses):
         facts = [f"`{a.folder.path}`", f"source {a.source}"]
@@ -80,7 +84,7 @@ def compare_markdown(analyses: list[Analysis]) -> str:
         _, by_mode = run_mode(a.steps)
         for mode, steps in by_mode.items():
             users = ", ".join(s.users_label for s in steps)
-            facts.append(f"{CONCURRENCY_NOTE[mode]} ({mode}) at {users} users")
+            facts.append(f"{CONCURRENCY_NOTE[mode]} ({mode}) at {users} {'req/s' if a.rate_run else 'users'}")
         if a.run.get("interrupted"):
             facts.append("interrupted")
         if a.source != "requests.csv":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 from ollama_locust import contract
@@ -18,6 +19,8 @@ FLAT_TOTAL = 1.25  # ... while total tokens/s grew less than this factor: the ha
 
 
 def users_text(step: Step) -> str:
+    if step.is_rate:
+        return f"{step.rate:g} req/s"
     if not is_number(step.users):
         return "the whole run"
     n = int(step.users)
@@ -66,6 +69,8 @@ def _lever(run: dict) -> str:
 
 
 def _verdict_users(v: dict) -> str:
+    if is_number(v.get("rate")):
+        return f"{v['rate']:g} req/s"
     return f"{int(v['users'])} users" if is_number(v.get("users")) else "the busiest step"
 
 
@@ -118,7 +123,7 @@ def shared_sentence(v: dict, base: Step) -> str:
 def _busiest(steps: list[Step]) -> Step:
     """The step with the most users among those with enough requests and that held their users (else any)."""
     good = [s for s in steps if enough(s) and not excluded(s)] or steps
-    return max(good, key=lambda s: s.users if is_number(s.users) else -1)
+    return max(good, key=lambda s: s.load if is_number(s.load) else -1)
 
 
 def concurrency_finding(a: Analysis) -> tuple[list[str], dict]:
@@ -225,8 +230,10 @@ def conclude(a: Analysis) -> dict:
                     "describe the simulator's model of Ollama, not a real server.")
     if run.get("interrupted"):
         planned = run.get("steps") or []
-        ran = [int(s.users) for s in steps if is_number(s.users)]
+        ran = [s.users_label for s in steps if is_number(s.load)]
         plan = f" (planned {', '.join(map(str, planned))} users; ran {', '.join(map(str, ran))})" if planned else ""
+        if a.rate_run:
+            plan = f" (ran {', '.join(ran)} req/s)"
         text.append(f"**The run was interrupted** before its plan ended{plan}: the last step is partial.")
     stopped = run.get("stopped_on_failure")
     options = run.get("options") if isinstance(run.get("options"), dict) else {}
@@ -253,7 +260,7 @@ def conclude(a: Analysis) -> dict:
         return out
 
     bm = base.metrics
-    out["baseline_users"] = base.users if is_number(base.users) else None
+    out["baseline_users"] = base.users if is_number(base.users) and not base.is_rate else None
     tok = bm.get("tokens_per_s_request")
     tok_text = f", {format_value('tok/s', tok)} tokens/s per request" if is_number(tok) else ""
     ttft = bm.get("ttft_p50_ms")
@@ -300,10 +307,10 @@ def conclude(a: Analysis) -> dict:
     failing = next((s for s in steps if a.verdicts.get(s.stage)), None)
     before = steps[: steps.index(failing)] if failing else steps
     passing = [s for s in before if a.verdicts.get(s.stage) is None and s.metrics.get("requests")]
-    best = max(passing, key=lambda s: s.users if is_number(s.users) else -1) if passing else None
+    best = max(passing, key=lambda s: s.load if is_number(s.load) else -1) if passing else None
     left_out = [s for s in steps if excluded(s)]
     if failing:
-        out["failure_point_users"] = failing.users if is_number(failing.users) else None
+        out["failure_point_users"] = failing.users if is_number(failing.users) and not failing.is_rate else None
         text.append(f"**Failure point:** {users_text(failing)} ({a.verdicts[failing.stage]}).")
     else:
         text.append(f"**No step failed** the thresholds ({rule}).")
@@ -312,19 +319,24 @@ def conclude(a: Analysis) -> dict:
     if left_out:
         only += "; not judged: " + ", ".join(f"{users_text(s)} ({excluded(s)})" for s in left_out)
     if best is not None:
-        out["largest_users_meeting_slo"] = best.users if is_number(best.users) else None
+        out["largest_users_meeting_slo"] = best.users if is_number(best.users) and not best.is_rate else None
         caveat = ""
         if slo.latency_rule and not enough(best):
             caveat = (f"; its latency was not judged: n = {_count(best.metrics.get('n'))}, too few requests "
                       "(hold steps longer: --step-time 60s)")
-        text.append(f"**Largest user count meeting the SLO** ({rule}): {users_text(best)}{caveat}{only}.")
+        what = "rate" if a.rate_run else "user count"
+        text.append(f"**Largest {what} meeting the SLO** ({rule}): {users_text(best)}{caveat}{only}.")
     else:
         text.append(f"**No step met the SLO** ({rule}){only}.")
     text.extend(invalid_sentences(a))
+    if a.rate_run:
+        rate_text, rate_recs = rate_findings(a, best, out)
+        text.extend(rate_text)
+        recs.extend(rate_recs)
 
     # Recommendations.
     top = _busiest([s for s in steps if s.metrics.get("requests")] or steps)
-    if failing and best is not None and is_number(best.users):
+    if failing and best is not None and is_number(best.users) and not a.rate_run:
         flight = (best.client_split or {}).get("in_flight_p95")
         if is_number(flight):
             limit = max(1, int(flight))
@@ -386,6 +398,62 @@ def conclude(a: Analysis) -> dict:
     return out
 
 
+def _nginx_rate(rate: float) -> str:
+    """A rate as nginx's limit_req_zone takes it: whole requests per second, else per minute."""
+    return f"{rate:g}r/s" if rate >= 1 and float(rate).is_integer() else f"{max(1, round(rate * 60))}r/m"
+
+
+def rate_findings(a: Analysis, best: Step | None, out: dict) -> tuple[list[str], list[str]]:
+    """A rate run's findings: the rate at which the queue starts to grow without bound, the arrivals the
+    generator dropped, and the gateway rate limit (requests/s and a burst size) that follows."""
+    text, recs = [], []
+    rates = [s for s in a.steps if s.is_rate and s.metrics.get("requests")]
+    # a step with dropped arrivals still shows its queue (it grew to --max-in-flight); a saturated generator does not
+    growing = next((s for s in rates if s.queue_trend and s.queue_trend["growing"]
+                    and not (s.generator and s.generator["reasons"])), None)
+    out["largest_rate_meeting_slo"] = best.rate if best is not None and best.is_rate else None
+    failing = next((s for s in rates if a.verdicts.get(s.stage)), None)
+    out["failure_point_rate"] = failing.rate if failing is not None else None
+    out["queue_growth_rate"] = growing.rate if growing is not None else None
+    out["rate_limit"] = None
+    if growing is not None:
+        trend, m = growing.queue_trend, growing.metrics
+        first, _, last = trend["thirds_ms"]
+        text.append(f"**The queue grows without bound from {users_text(growing)}:** within that step the {trend['source']} "
+                    f"rose third over third from {format_seconds(first)} to {format_seconds(last)}, while the server "
+                    f"completed {format_value('req/s', m.get('req_per_s'))} of {format_value('req/s', m.get('achieved_rate'))} "
+                    "req/s sent: requests arrive faster than it answers, so every later visitor waits longer, "
+                    "however long the step lasts.")
+    elif rates:
+        text.append(f"**The queue stayed bounded** at every rate tested (up to {users_text(rates[-1])}): no step's "
+                    "wait rose third over third while the server fell behind; test higher rates to find where it grows.")
+    dropped = [(s, s.outcomes.get(contract.DROPPED, 0)) for s in rates if s.outcomes.get(contract.DROPPED, 0)]
+    if dropped:
+        limit = (a.run.get("options") or {}).get("max_in_flight") if isinstance(a.run.get("options"), dict) else None
+        where = ", ".join(f"{n} at {users_text(s)}" for s, n in dropped)
+        text.append(f"**The generator dropped arrivals** ({where}): --max-in-flight"
+                    f"{f' {limit}' if limit else ''} requests were already running, so those were never sent — the "
+                    "server was offered less than the step's rate (Achieved); raise --max-in-flight to offer it all.")
+    limit_step = best
+    if limit_step is not None and growing is not None and limit_step.rate >= growing.rate:
+        below = [s for s in rates if s.rate < growing.rate and a.verdicts.get(s.stage) is None]
+        limit_step = max(below, key=lambda s: s.rate) if below else None
+    if limit_step is not None and limit_step.is_rate:
+        flight = limit_step.metrics.get("in_flight_p95")
+        burst = max(1, math.ceil(flight)) if is_number(flight) else 1
+        rate = limit_step.rate
+        out["rate_limit"] = {"rate_per_s": rate, "burst": burst, "from_stage": limit_step.stage}
+        why = "the largest rate tested that met the SLO" + (" with a bounded queue" if growing is not None else "")
+        recs.append(f"Rate-limit the gateway at {rate:g} requests/s with a burst of {burst} ({why}; the burst is "
+                    f"the in-flight p95 measured there), and refuse or queue the rest: nginx "
+                    f"`limit_req_zone $server_name zone=llm:1m rate={_nginx_rate(rate)};` and "
+                    f"`limit_req zone=llm burst={burst};`.")
+    elif rates:
+        recs.append("No rate tested met the SLO with a bounded queue: test lower rates (--rates) to find one the "
+                    "server carries, or make the server faster (a smaller model, more OLLAMA_NUM_PARALLEL slots).")
+    return text, recs
+
+
 def invalid_sentences(a: Analysis) -> list[str]:
     """What was invalid, when replies were measured but failed the scenario's check (outcome ``invalid``)."""
     out = []
@@ -393,7 +461,7 @@ def invalid_sentences(a: Analysis) -> list[str]:
         n = step.outcomes.get(contract.INVALID, 0)
         if not n:
             continue
-        judged = step.metrics.get("requests", 0) - step.outcomes.get(contract.CUT_SHORT, 0)
+        judged = step.metrics.get("requests", 0) - sum(step.outcomes.get(o, 0) for o in contract.NOT_JUDGED)
         what = step.outcome_errors.get(contract.INVALID, "") or "the reply failed the scenario's check"
         cut = step.invalid_cut
         limit = (a.run.get("options") or {}).get("num_predict") if isinstance(a.run.get("options"), dict) else None

@@ -162,6 +162,7 @@ def concurrency_mode(step, baseline) -> dict | None:
     along = split.get("streams_alongside")
     return {
         "mode": mode, "users": step.users if is_number(step.users) else None,
+        "rate": step.rate if is_number(step.rate) else None,
         "requests_ahead": ahead, "ahead_left_ms": left, "streams_alongside": along if is_number(along) else None,
         "ttft_p50_ms": m["ttft_p50_ms"], "ttft_mean_ms": ttft_mean, "baseline_ttft_p50_ms": bm["ttft_p50_ms"],
         "extra_wait_ms": wait, "wait_bound_ms": bound,

@@ -21,7 +21,7 @@ from ._errors import ReportError
 _STR_COLUMNS = ("user_class", "outcome", "error", "api", "settle", "done_reason", "bad_counts")
 _NUM_COLUMNS = (
     "stage", "stage_users", "start_time", "http_status", "ttft_ms", "e2e_ms", "output_tokens",
-    "tokens_per_s", "load_ms", "prompt_eval_ms", "eval_ms", "server_total_ms", "queue_wait_ms",
+    "tokens_per_s", "load_ms", "prompt_eval_ms", "eval_ms", "server_total_ms", "queue_wait_ms", "send_lag_ms",
 )
 _TEXT_COLUMNS = ("token_arrivals",)  # free text, one value per record: read as plain strings, not categories
 USED_COLUMNS = _STR_COLUMNS + _NUM_COLUMNS + _TEXT_COLUMNS

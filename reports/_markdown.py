@@ -7,7 +7,7 @@ from ollama_locust import contract
 from ._analysis import CONCURRENCY_NOTE, Analysis
 from ._concurrency import SERIALISED
 from ._conclusion import users_text
-from ._step_metrics import MIN_P95_N, STEP_METRICS, format_seconds, format_value, is_number
+from ._step_metrics import MIN_P95_N, format_seconds, format_value, is_number, table_metrics
 from ._steps import CLIENT_SPLIT, TIME_PARTS
 
 
@@ -33,11 +33,12 @@ def marked(step, key: str) -> bool:
 
 
 def results_table(a: Analysis) -> str:
-    header = ["Concurrent users"] + [m.label for m in STEP_METRICS] + ["Notes"]
+    metrics = table_metrics(a.rate_run)
+    header = [a.key_label] + [m.label for m in metrics] + ["Notes"]
     rows = []
     for step in a.steps:
         rows.append([step.users_label] + [format_value(m.unit, step.metrics.get(m.key)) + ("*" if marked(step, m.key) else "")
-                                          for m in STEP_METRICS] + ["; ".join(step.notes)])
+                                          for m in metrics] + ["; ".join(step.notes)])
     return table(header, rows)
 
 
@@ -55,11 +56,12 @@ def footnotes(a: Analysis) -> list[str]:
 
 
 def class_table(a: Analysis) -> str:
-    header = ["Concurrent users", "User class"] + [m.label for m in STEP_METRICS]
+    metrics = table_metrics(a.rate_run)
+    header = [a.key_label, "User class"] + [m.label for m in metrics]
     rows = []
     for row in a.class_rows:
-        users = str(int(row["users"])) if is_number(row["users"]) else "?"
-        rows.append([users, row["user_class"]] + [format_value(m.unit, row["metrics"].get(m.key)) for m in STEP_METRICS])
+        users = f"{row['rate']:g}" if is_number(row.get("rate")) else str(int(row["users"])) if is_number(row["users"]) else "?"
+        rows.append([users, row["user_class"]] + [format_value(m.unit, row["metrics"].get(m.key)) for m in metrics])
     return table(header, rows)
 
 
@@ -69,7 +71,7 @@ def error_table(a: Analysis) -> str | None:
     present += extra
     if not present:
         return None
-    header = ["Concurrent users"] + present + ["Top error texts"]
+    header = [a.key_label] + present + ["Top error texts"]
     rows = []
     for step in a.steps:
         if not any(step.outcomes.get(o) for o in present):
@@ -85,7 +87,7 @@ def client_split_section(a: Analysis) -> list[str]:
         return []
     suffix = {"ttft_ms": " (median)", "streaming_ms": " (median)", "requests_ahead": " (mean)",
               "ahead_left_ms": " (mean)", "streams_alongside": " (mean)", "holding_at_send": " (mean)"}
-    header = ["Concurrent users", "Requests with TTFT"] + \
+    header = [a.key_label, "Requests with TTFT"] + \
              [label[0].upper() + label[1:] + suffix.get(key, "") for key, label, _ in CLIENT_SPLIT] + ["Verdict"]
     rows, sentences = [], []
     for step in a.steps:
@@ -124,7 +126,7 @@ def server_split_section(a: Analysis) -> list[str]:
     with_split = [s for s in a.steps if s.time_split]
     if not with_split:
         return [a.server_durations or "n/a: no server durations"]
-    header = ["Concurrent users", "Requests with durations"] + \
+    header = [a.key_label, "Requests with durations"] + \
              [f"{label} (median)" for _, label, _ in TIME_PARTS] + [f"{label} share" for _, label, _ in TIME_PARTS]
     rows, sentences = [], []
     for step in a.steps:

@@ -31,7 +31,8 @@ def _unit(metric) -> str:
 
 def draw(a: Analysis, out_dir: str) -> list[tuple[str, str]]:
     """Write the PNGs; return [(file name, title)] of those written (a figure with no data is skipped)."""
-    steps = [s for s in a.steps if is_number(s.users)]
+    steps = [s for s in a.steps if is_number(s.load)]
+    x_label = "offered rate (requests/s)" if a.rate_run else "concurrent users"
     if not steps:
         return []
     plt = _pyplot()
@@ -39,7 +40,7 @@ def draw(a: Analysis, out_dir: str) -> list[tuple[str, str]]:
     for name, title, group, panels in FIGURES:
         series = []
         for m in (m for m in STEP_METRICS if m.plot == group):
-            pts = [(s.users, s.metrics.get(m.key)) for s in steps if is_number(s.metrics.get(m.key))]
+            pts = [(s.load, s.metrics.get(m.key)) for s in steps if is_number(s.metrics.get(m.key))]
             if pts:
                 series.append((m, pts))
         if not series:
@@ -55,7 +56,7 @@ def draw(a: Analysis, out_dir: str) -> list[tuple[str, str]]:
             if panels:
                 ax.set_title(m.label, fontsize=10)
         for ax in axes[0]:
-            ax.set_xlabel("concurrent users")
+            ax.set_xlabel(x_label)
             ax.set_ylim(bottom=0)
             ax.grid(alpha=0.3)
             if not panels:
@@ -75,7 +76,7 @@ def draw(a: Analysis, out_dir: str) -> list[tuple[str, str]]:
             values = [s.time_split[key] / 1000.0 for s in split_steps]
             ax.bar(labels, values, bottom=bottom, label=label)
             bottom = [b + v for b, v in zip(bottom, values)]
-        ax.set_xlabel("concurrent users")
+        ax.set_xlabel(x_label)
         ax.set_ylabel("s (median of each part)")
         ax.set_title(title)
         ax.legend(fontsize=8)

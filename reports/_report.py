@@ -12,7 +12,7 @@ from ._analysis import Analysis, analyse
 from ._conclusion import conclude
 from ._errors import ReportError
 from ._markdown import render, results_table
-from ._step_metrics import STEP_METRICS, clean
+from ._step_metrics import RATE_METRICS, STEP_METRICS, clean
 from ._steps import CLIENT_SPLIT, TIME_PARTS
 
 @dataclass
@@ -37,10 +37,12 @@ def deep_clean(value):
 
 def _step_json(step) -> dict:
     return {
-        "stage": step.stage, "users": clean(step.users), "kind": step.kind,
+        "stage": step.stage, "users": clean(step.users), "rate": clean(step.rate), "kind": step.kind,
         "start_time": clean(step.start), "end_time": clean(step.end), "settle_s": clean(step.settle_s),
         "duration_s": clean(step.window_s),
         **{m.key: clean(step.metrics.get(m.key)) for m in STEP_METRICS},
+        **({m.key: clean(step.metrics.get(m.key)) for m in RATE_METRICS} if step.is_rate else {}),
+        "queue_trend": deep_clean(step.queue_trend),
         "outcomes": step.outcomes, "http_statuses": {o: {str(k): v for k, v in c.items()} for o, c in step.statuses.items()},
         "settled_requests": step.settled,
         "users_max": clean(step.users_max), "reached_s": clean(step.reached_s),
@@ -61,14 +63,15 @@ def to_json(a: Analysis, conclusion: dict, plots: list[tuple[str, str]]) -> dict
         "label": a.label,
         "source": a.source,
         "percentiles": a.percentile_text,
-        "metrics": [{"key": m.key, "label": m.label, "unit": m.unit, "how": m.how} for m in STEP_METRICS],
+        "metrics": [{"key": m.key, "label": m.label, "unit": m.unit, "how": m.how}
+                    for m in STEP_METRICS + (RATE_METRICS if a.rate_run else ())],
         "time_parts": [{"key": k, "label": label, "how": how} for k, label, how in TIME_PARTS],
         "client_split_parts": [{"key": k, "label": label, "how": how} for k, label, how in CLIENT_SPLIT],
         "slo": {"p95_ms": a.slo.p95_ms, "ttft_p95_ms": a.slo.ttft_p95_ms, "min_success": a.slo.min_success,
                 "default_objective": a.slo.default, "source": a.slo.source},
         "steps": [_step_json(s) for s in a.steps],
         "drain": a.drain,
-        "user_classes": [{"stage": r["stage"], "users": clean(r["users"]), "user_class": r["user_class"],
+        "user_classes": [{"stage": r["stage"], "users": clean(r["users"]), "rate": clean(r.get("rate")), "user_class": r["user_class"],
                           **{k: clean(v) for k, v in r["metrics"].items()}} for r in a.class_rows],
         "server_durations": a.server_durations or "present",
         "conclusion": deep_clean(conclusion),

@@ -46,10 +46,14 @@ class Sample:
     tokens_in_window: float = math.nan  # output tokens that arrived inside the window (_window.Arrivals)
     completed: float = math.nan  # successful requests that completed inside the window
     users_mean: float = math.nan  # time-weighted mean of the users running (stages.csv), nan: not measured
+    dropped: int = 0  # open-loop arrivals the generator did not send (--max-in-flight)
+    offered_rate: float = math.nan  # a rate stage's offered requests/s (stages.csv rate)
+    in_flight: np.ndarray = None  # type: ignore[assignment]  # requests in flight at each request's send (itself included)
+    send_lag_ms: np.ndarray = None  # type: ignore[assignment]  # open loop: how late each request was sent (measured ones)
 
     def __post_init__(self) -> None:
         empty = np.empty(0)
-        for name in ("e2e_ms", "ttft_ms", "tokens_per_s"):
+        for name in ("e2e_ms", "ttft_ms", "tokens_per_s", "in_flight", "send_lag_ms"):
             if getattr(self, name) is None:
                 setattr(self, name, empty)
 
@@ -70,7 +74,7 @@ def _max(values: np.ndarray) -> float:
 
 
 def _success_rate(s: Sample) -> float:
-    judged = s.requests - s.cut_short
+    judged = s.requests - s.cut_short - s.dropped
     return s.ok / judged if judged > 0 else math.nan
 
 
@@ -137,11 +141,49 @@ STEP_METRICS: tuple[StepMetric, ...] = (
            "Completed / the window's length (goodput)",
            lambda s: _per_window(s.completed, s), higher_is_better=True, compare=True, plot="throughput"),
 )
-STEP_METRIC_BY_KEY: dict[str, StepMetric] = {m.key: m for m in STEP_METRICS}
+# The columns a rate run's table adds in front (--shape rate; nan for a stage of users). Its table shows them,
+# then STEP_METRICS without "Users held" (a rate stage holds no users).
+RATE_METRICS: tuple[StepMetric, ...] = (
+    StepMetric("offered_rate", "Offered (req/s)", "req/s",
+           "the rate stage's open-loop arrival rate, requests/s across all load processes (stages.csv rate)",
+           lambda s: s.offered_rate, compare=True),
+    StepMetric("achieved_rate", "Achieved (req/s)", "req/s",
+           "requests sent to the target (Requests - Dropped) that started inside " + "the step's window, / the window's "
+           "length: the arrival rate the server really got",
+           lambda s: _per_window(float(s.requests - s.dropped), s) if is_number(s.offered_rate) else math.nan,
+           higher_is_better=True, compare=True),
+    StepMetric("dropped", "Dropped", "count",
+           "arrivals the load generator did not send because --max-in-flight requests were running (outcome "
+           "dropped): the offered rate was not delivered; left out of the success rate",
+           lambda s: float(s.dropped) if is_number(s.offered_rate) else math.nan),
+    StepMetric("in_flight_p50", "In flight p50", "requests",
+           "median of the requests in flight (this one included) at each request's send, from the records' "
+           "start..end intervals",
+           lambda s: percentile(s.in_flight, 50) if is_number(s.offered_rate) else math.nan),
+    StepMetric("in_flight_p95", "In flight p95", "requests",
+           "95th percentile of the same: the concurrency the rate put on the server",
+           lambda s: percentile(s.in_flight, 95) if is_number(s.offered_rate) else math.nan),
+    StepMetric("send_lag_p99_ms", "Send lag p99", "ms",
+           "99th percentile of how late the load generator sent the step's requests after their scheduled arrival "
+           "(requests.csv send_lag_ms): near 0 the latencies are the server's; large, the generator fell behind",
+           lambda s: percentile(s.send_lag_ms, 99) if is_number(s.offered_rate) else math.nan),
+)
+STEP_METRIC_BY_KEY: dict[str, StepMetric] = {m.key: m for m in STEP_METRICS + RATE_METRICS}
+
+
+def table_metrics(rate_run: bool) -> tuple[StepMetric, ...]:
+    """The columns of a step table: a rate run's (RATE_METRICS, then STEP_METRICS but Users held) or STEP_METRICS."""
+    if not rate_run:
+        return STEP_METRICS
+    return tuple(m for m in RATE_METRICS if m.key != "offered_rate") + \
+        tuple(m for m in STEP_METRICS if m.key != "users_held")  # the key column shows the offered rate
 
 
 def compute_all(sample: Sample) -> dict[str, float]:
-    return {m.key: m.compute(sample) for m in STEP_METRICS}
+    metrics = {m.key: m.compute(sample) for m in STEP_METRICS}
+    if is_number(sample.offered_rate):
+        metrics.update({m.key: m.compute(sample) for m in RATE_METRICS})
+    return metrics
 
 
 def is_number(value) -> bool:

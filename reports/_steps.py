@@ -86,6 +86,8 @@ class Step:
     invalid_cut: int = 0  # invalid replies that ended at the length limit (done_reason "length")
     all_replies: dict | None = None  # {"n", "p50_ms", "p95_ms"} over every fully measured reply (ok + invalid)
     end_inclusive: bool = False  # the end is the last request's end (estimated): a completion at it counts
+    rate: float = math.nan  # a rate stage (--shape rate): offered requests/s (stages.csv rate); nan: a stage of users
+    queue_trend: dict | None = None  # a rate stage: does its queue grow without bound? (queue_trend())
 
     @property
     def window(self) -> tuple[float, float]:
@@ -109,12 +111,23 @@ class Step:
     generator: dict | None = None  # _generator.step_health: the load processes' worst second in the step
 
     @property
+    def is_rate(self) -> bool:
+        return is_number(self.rate)
+
+    @property
+    def load(self) -> float:
+        """What the step put on the server: its offered rate (a rate stage) or its target users; nan unknown."""
+        return self.rate if self.is_rate else self.users
+
+    @property
     def users_label(self) -> str:
+        if self.is_rate:
+            return f"{self.rate:g}"
         return str(int(self.users)) if is_number(self.users) else "?"
 
     @property
     def failures(self) -> int:
-        return sum(c for o, c in self.outcomes.items() if o not in (contract.OK, contract.CUT_SHORT))
+        return sum(c for o, c in self.outcomes.items() if o != contract.OK and o not in contract.NOT_JUDGED)
 
 
 def _steps_from_stages(stages, run: dict, record_end: dict) -> list[Step]:
@@ -126,7 +139,7 @@ def _steps_from_stages(stages, run: dict, record_end: dict) -> list[Step]:
         settle = settle if is_number(settle) else 0.0
         step = Step(stage=int(row["stage"]), users=float(row["users"]), kind=str(row.get("kind") or ""),
                     start=start, end=end, settle_s=settle)
-        for name in ("users_mean", "users_max", "reached_s"):
+        for name in ("users_mean", "users_max", "reached_s", "rate"):
             value = row.get(name)
             setattr(step, name, float(value) if value is not None and is_number(float(value)) else math.nan)
         if not is_number(end):
@@ -288,6 +301,8 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
     outcome_str = outcome.astype(object).to_numpy() if len(counted) else np.empty(0, dtype=object)
     ok = outcome_str == contract.OK
     cut = outcome_str == contract.CUT_SHORT
+    dropped = outcome_str == contract.DROPPED
+    send_lag = counted["send_lag_ms"].to_numpy(dtype="float64")
     e2e = counted["e2e_ms"].to_numpy(dtype="float64")
     ttft = counted["ttft_ms"].to_numpy(dtype="float64")
     tps = counted["tokens_per_s"].to_numpy(dtype="float64")
@@ -302,17 +317,25 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
         by_stage[step.stage] = order[lo:hi]
 
     parts = _time_parts(counted, ok)
+    start_counted = start_all[~settle_all] if settle_all.any() else start_all
     arrived, ends = record_arrivals(frame), ok_ends(frame)
-    failures = ~ok & ~cut
+    failures = ~ok & ~cut & ~dropped
     fail_frame = counted.loc[failures, ["stage", "outcome", "http_status", "error"]] if failures.any() else None
 
     for step in steps:
         idx = by_stage[step.stage]
         step.settled = int(settled.get(float(step.stage), 0))
-        sample = sample_of(idx, ok, cut, e2e, ttft, tps, tokens, step.window_s)
+        sample = sample_of(idx, ok, cut, e2e, ttft, tps, tokens, step.window_s, dropped)
         lo, hi = step_window(step)
         sample.tokens_in_window, sample.completed = arrived.in_window(lo, hi), count_in(ends, lo, hi)
         sample.users_mean = step.users_mean
+        sample.offered_rate = step.rate
+        in_flight = overlap[0][idx]
+        sample.in_flight = in_flight[np.isfinite(in_flight)] + 1
+        lag = send_lag[idx[~dropped[idx]]]
+        sample.send_lag_ms = lag[np.isfinite(lag)]
+        if step.is_rate:
+            step.queue_trend = queue_trend(idx, start_counted, parts, ttft, ok, sample, step.window_s)
         step.ttft_n = len(sample.ttft_ms)
         invalid = idx[outcome_str[idx] == contract.INVALID]
         if len(invalid):
@@ -333,14 +356,45 @@ def build_steps(frame, stages, run: dict) -> list[Step]:
     return steps
 
 
-def sample_of(idx, ok, cut, e2e, ttft, tps, tokens, window_s) -> Sample:
+def sample_of(idx, ok, cut, e2e, ttft, tps, tokens, window_s, dropped=None) -> Sample:
     ok_idx = idx[ok[idx]]
     e, t, r = e2e[ok_idx], ttft[ok_idx], tps[ok_idx]
     return Sample(
         requests=len(idx), cut_short=int(cut[idx].sum()), ok=len(ok_idx),
+        dropped=int(dropped[idx].sum()) if dropped is not None else 0,
         e2e_ms=e[~np.isnan(e)], ttft_ms=t[~np.isnan(t)], tokens_per_s=r[~np.isnan(r)],
         ok_output_tokens=float(np.nansum(tokens[ok_idx])), window_s=window_s,
     )
+
+
+GROWTH_MS = 500.0  # a rate step's wait must rise at least this much from its first third to its last ...
+GOODPUT_SHARE = 0.9  # ... while the server completes fewer than this share of the requests sent: the queue grows
+
+
+def queue_trend(idx, start, parts, ttft, ok, sample: Sample, window_s: float) -> dict | None:
+    """Whether a rate step's queue grows without bound: its successful requests in three thirds by start
+    time, the median wait of each (the server's queue wait where it reports one, else TTFT); growing when
+    the wait rises third over third by ``GROWTH_MS`` or more in all while the step's completions (Req/s)
+    stay below ``GOODPUT_SHARE`` of the requests sent (the achieved rate): more arrive than leave."""
+    use = idx[ok[idx]]
+    queue = parts["queue_wait_ms"] if parts is not None else None
+    if queue is not None and np.isfinite(queue[use]).all() and len(use):
+        wait, source = queue[use], "queue wait"
+    else:
+        wait, source = ttft[use], "TTFT"
+    keep = np.isfinite(wait) & np.isfinite(start[use])
+    wait, when = wait[keep], start[use][keep]
+    if len(wait) < 9:
+        return None
+    order = np.argsort(when, kind="stable")
+    thirds = [float(np.median(part)) for part in np.array_split(wait[order], 3)]
+    sent = sample.requests - sample.dropped
+    achieved = sent / window_s if window_s > 0 else math.nan
+    goodput = sample.completed / window_s if window_s > 0 else math.nan
+    rising = thirds[0] <= thirds[1] <= thirds[2] and thirds[2] - thirds[0] >= GROWTH_MS
+    behind = is_number(achieved) and is_number(goodput) and goodput < GOODPUT_SHARE * achieved
+    return {"thirds_ms": thirds, "source": source, "growing": bool(rising and behind), "rising": bool(rising),
+            "goodput_share": goodput / achieved if is_number(achieved) and achieved > 0 and is_number(goodput) else None}
 
 
 def _time_parts(counted, ok) -> dict | None:
@@ -440,7 +494,7 @@ def build_class_rows(frame, steps: list[Step]) -> list[dict]:
         return []
     stage = counted["stage"].to_numpy(dtype="float64")
     outcome = counted["outcome"].astype(object).to_numpy()
-    ok, cut = outcome == contract.OK, outcome == contract.CUT_SHORT
+    ok, cut, dropped = outcome == contract.OK, outcome == contract.CUT_SHORT, outcome == contract.DROPPED
     e2e = counted["e2e_ms"].to_numpy(dtype="float64")
     ttft = counted["ttft_ms"].to_numpy(dtype="float64")
     tps = counted["tokens_per_s"].to_numpy(dtype="float64")
@@ -461,8 +515,9 @@ def build_class_rows(frame, steps: list[Step]) -> list[dict]:
             k = step.stage * (len(names) + 1) + i
             lo, hi = np.searchsorted(sorted_key, [k, k + 0.5])
             if hi > lo:
-                sample = sample_of(order[lo:hi], ok, cut, e2e, ttft, tps, tokens, step.window_s)
+                sample = sample_of(order[lo:hi], ok, cut, e2e, ttft, tps, tokens, step.window_s, dropped)
                 sample.tokens_in_window, sample.completed = float(tokens_by[i]), count_in(ends_by[i], w_lo, w_hi)
-                rows.append({"stage": step.stage, "users": step.users, "user_class": name or "?",
+                sample.offered_rate = step.rate
+                rows.append({"stage": step.stage, "users": step.users, "rate": step.rate, "user_class": name or "?",
                              "metrics": compute_all(sample)})
     return rows

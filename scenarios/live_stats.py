@@ -121,10 +121,10 @@ class Group:
         return dict(self._row[1])
 
     def _compute_row(self) -> dict:
-        ok, cut = self.outcomes[contract.OK], self.outcomes[contract.CUT_SHORT]
-        judged = self.requests - cut
+        ok, cut, dropped = self.outcomes[contract.OK], self.outcomes[contract.CUT_SHORT], self.outcomes[contract.DROPPED]
+        judged = self.requests - cut - dropped
         ttft, e2e, tps = (self.samples[n].sorted() for n in self.SERIES)
-        return {"requests": self.requests, "ok": ok, "cutshort": cut, "failed": judged - ok,
+        return {"requests": self.requests, "ok": ok, "cutshort": cut, "dropped": dropped, "failed": judged - ok,
                 "success": 100.0 * ok / judged if judged else None,
                 "ttftp50": percentile(ttft, 50), "ttftp95": percentile(ttft, 95), "e2ep95": percentile(e2e, 95),
                 "tpsrequest": percentile(tps, 50)}
@@ -295,7 +295,9 @@ class LiveStats:
     def _stage_row(self, span, window_s: float) -> dict:
         live = self.stages.get(span.stage) or StageLive(self.cap)
         total = live.groups[TOTAL]
-        row = {"stage": span.stage, "users": span.users, "kind": span.kind,
+        rate = getattr(span, "rate", None)
+        row = {"stage": span.stage, "users": span.users if rate is None else f"{rate:g} req/s",
+               "rate": rate, "kind": span.kind,
                "held": live.user_seconds / live.sampled_s if live.sampled_s else None,
                "start_time": span.start_time, "end_time": span.end_time, "window_s": window_s,
                **total.row(),

@@ -21,6 +21,7 @@ class Stage:
     settle_s: float = 0.0
     kind: str = "step"
     spawn_rate: float = 0.0  # 0 = all at once
+    rate: float | None = None  # a rate stage (--shape rate): offered requests/s, open loop (users is 0)
 
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
@@ -53,10 +54,7 @@ def parse_users(text: str) -> list[int]:
 
 
 def step_plan(users: list[int], step_time_s: float, settle_s: float = 0.0, spawn_rate: float = 0.0) -> list[Stage]:
-    if step_time_s <= 0:
-        raise PlanError(f"step time must be more than 0 s, got {step_time_s:g}")
-    if settle_s >= step_time_s:
-        raise PlanError(f"settle ({settle_s:g} s) must be shorter than the step time ({step_time_s:g} s)")
+    check_step(step_time_s, settle_s)
     return [Stage(n, step_time_s, settle_s, "step", spawn_rate) for n in users]
 
 
@@ -82,16 +80,37 @@ def ramp_plan(users: list[int], step_time_s: float) -> list[Stage]:
     return stages
 
 
-PLAN_OPTIONS = ("shape", "steps", "step_time", "settle", "step_spawn_rate", "burst_period")
+def rate_plan(rates: list[float], step_time_s: float, settle_s: float = 0.0) -> list[Stage]:
+    """One open-loop stage per rate (requests/s), each held ``step_time_s``; no users (``users`` 0)."""
+    check_step(step_time_s, settle_s)
+    return [Stage(0, step_time_s, settle_s, "rate", 0.0, rate) for rate in rates]
+
+
+def check_step(step_time_s: float, settle_s: float) -> None:
+    if step_time_s <= 0:
+        raise PlanError(f"step time must be more than 0 s, got {step_time_s:g}")
+    if settle_s >= step_time_s:
+        raise PlanError(f"settle ({settle_s:g} s) must be shorter than the step time ({step_time_s:g} s)")
+
+
+PLAN_OPTIONS = ("shape", "steps", "step_time", "settle", "step_spawn_rate", "burst_period", "rates")
 
 
 def build_plan(shape: str, steps: str, step_time: str | float, settle: str | float = 0.0,
-               step_spawn_rate: float = 0.0, burst_period: float = 30.0) -> list[Stage] | None:
+               step_spawn_rate: float = 0.0, burst_period: float = 30.0, rates: str = "1") -> list[Stage] | None:
     """The plan of a ``--shape`` from its options (the names of ``PLAN_OPTIONS``); None for ``none``."""
     if shape == "none":
         return None
-    users = parse_users(steps)
     step_s = parse_duration(step_time, "--step-time")
+    if shape == "rate":
+        from ollama_locust.scenarios.arrivals import ArrivalError, parse_rates
+
+        try:
+            parsed = parse_rates(rates)
+        except ArrivalError as error:
+            raise PlanError(f"--rates: {error}") from None
+        return rate_plan(parsed, step_s, parse_duration(settle, "--settle"))
+    users = parse_users(steps)
     if shape == "step":
         return step_plan(users, step_s, parse_duration(settle, "--settle"), step_spawn_rate)
     if shape == "ramp":

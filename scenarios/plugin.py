@@ -23,7 +23,7 @@ import locust
 from locust.runners import MasterRunner, WorkerRunner
 
 from ollama_locust import __version__, contract, options
-from ollama_locust.scenarios import clock_sync, plans, preflight, progress, run_folder, secrets
+from ollama_locust.scenarios import clock_sync, open_loop, plans, preflight, progress, run_folder, secrets
 from ollama_locust.scenarios.generator_health import HealthLog, HealthSampler
 from ollama_locust.scenarios.record_sink import RecordBuffer, RecordSink
 from ollama_locust.scenarios.request_report import worker_tag
@@ -70,6 +70,10 @@ class RunOwner:
         self.workers_seen: set[str] = set()
         self.missing_workers: set[str] = set()
         self.bursts_fired: set[int] = set()  # burst stages whose signal went out
+        self.driver: open_loop.RateDriver | None = None  # --shape rate in this process (single process)
+        self.rate_in_flight: dict[str, int] = {}  # --shape rate on a master: each worker's requests in flight
+        self.rate_running = False
+        self.worker_tags: dict[str, str] = {}  # a worker's Locust client id -> its worker name (clock offsets)
         self.open_folder(options.get(environment, "run_dir") or None)
 
     def open_folder(self, path: str | None) -> None:
@@ -167,6 +171,7 @@ class RunOwner:
             "user_classes": sorted(cls.__name__ for cls in environment.user_classes),
             "shape": None if plan is None else options.get(environment, "shape"),
             "steps": [] if plan is None else [stage.users for stage in plan],
+            "rates": [] if plan is None else [stage.rate for stage in plan if stage.rate is not None],
             "step_time_s": None if plan is None else plan[0].duration_s,
             "settle_s": None if plan is None else plan[0].settle_s,
             "slo": {"p95_ms": options.get(environment, "slo_p95") or None,
@@ -262,9 +267,58 @@ class RunOwner:
             slo_p95_ms=slo,
             slo_ttft_p95_ms=options.get(environment, "slo_ttft_p95") or None,
             drain_timeout_s=options.get(environment, "drain_timeout"),
-            user_count=lambda: self.runner.user_count,
+            user_count=self.load_count,
+            on_stage=self.on_stage,
+            common_rate=lambda: max(0.0, float(options.get(environment, "rate") or 0.0)),
+            **({"lead_s": open_loop.PREPARE_S, "on_prepare": self.prepare_rate}
+               if self.plan and self.plan[0].rate is not None else {}),
         )
         environment.llm_shape = self.controller
+
+    def load_count(self) -> int:
+        """Users running plus open-loop requests in flight (--shape rate): the drain waits for both."""
+        flight = self.driver.in_flight if self.driver is not None else 0
+        return self.runner.user_count + flight + sum(self.rate_in_flight.values())
+
+    def prepare_rate(self) -> None:
+        """Before a rate plan's first stage: every load process applies the options and starts one instance
+        of each user class (``open_loop.RateDriver.prepare``)."""
+        environment, first = self.environment, self.plan[0]
+        if isinstance(self.runner, MasterRunner):
+            for client in self.runner.clients.all:
+                order = open_loop.order_for(environment, 0, first.rate, 0, 1, prepare=True)
+                self.runner.send_message(open_loop.MESSAGE, order.as_message(), client.id)
+        else:
+            if self.driver is None:
+                self.driver = open_loop.RateDriver(environment)
+            self.driver.prepare(open_loop.order_for(environment, 0, first.rate, 0, 1))
+
+    def on_stage(self, stage: plans.Stage | None, span) -> None:
+        """A stage began (``stage``, its ``span``) or the plan ended (None): a rate stage's order goes to every
+        load process, each with its share (``open_loop.order_for``); anything else ends the arrivals."""
+        if stage is None or stage.rate is None:
+            if self.rate_running:
+                self.rate_running = False
+                if isinstance(self.runner, MasterRunner):
+                    self.runner.send_message(open_loop.MESSAGE, None)
+                elif self.driver is not None:
+                    self.driver.stop_arrivals()
+            return
+        self.rate_running = True
+        environment = self.environment
+        if isinstance(self.runner, MasterRunner):
+            clients = sorted(c.id for c in self.runner.clients.all if c.state != "missing")
+            for index, client_id in enumerate(clients):
+                # the stage's start on the worker's clock (same machine: offset 0), so that the workers' constant
+                # streams interleave at their phase whatever each order's delivery took
+                offset = self.clocks.offset(self.worker_tags.get(client_id))
+                order = open_loop.order_for(environment, span.stage, stage.rate, index, len(clients),
+                                            start=span.start_time + offset)
+                self.runner.send_message(open_loop.MESSAGE, order.as_message(), client_id)
+        else:
+            if self.driver is None:
+                self.driver = open_loop.RateDriver(environment)
+            self.driver.start(open_loop.order_for(environment, span.stage, stage.rate, 0, 1, start=span.start_time))
 
     def common_target(self) -> tuple[int, float]:
         """Locust's -u/-r as they are now: the web UI's "Edit" of a running test writes the new values here."""
@@ -327,7 +381,8 @@ class RunOwner:
             if self.plan is not None and controller.started_at is not None:
                 left = plans.total_duration(self.plan) - (time.time() - controller.started_at)
             line = progress.progress_line(span.stage, len(self.plan) if self.plan else None, span.users,
-                                          self.sink.tallies.get(span.stage), left, self.runner.user_count)
+                                          self.sink.tallies.get(span.stage), left,
+                                          self.runner.user_count if span.rate is None else self.load_count(), span.rate)
             warning = self.health.warning()
             print(line + (f" | WARNING {warning}" if warning else ""), flush=True)
 
@@ -338,7 +393,9 @@ class RunOwner:
     def on_worker_health(self, samples) -> None:
         self.health.add_many([self.clocks.correct(sample, "time") for sample in samples or () if isinstance(sample, dict)])
 
-    def on_clock_pong(self, data) -> None:
+    def on_clock_pong(self, data, client_id: str | None = None) -> None:
+        if isinstance(data, dict) and client_id and data.get("worker"):
+            self.worker_tags[client_id] = str(data["worker"])  # Locust's client id -> the records' worker name
         if isinstance(data, dict) and self.clocks.on_pong(data):
             self.info["clock_offsets"] = self.clocks.summary()
 
@@ -383,6 +440,8 @@ class RunOwner:
                 gevent.sleep(SHIP_INTERVAL_S + 0.5)  # the workers' cut-short records arrive
             else:
                 self.runner.stop()
+        if self.driver is not None:  # open-loop requests still in flight: cut short and recorded (also when a
+            self.driver.abort()      # second signal broke into Locust's stop before its test_stopping listeners ran)
         if isinstance(self.runner, MasterRunner):
             self.info["workers"] = max(self.info["workers"], len(self.workers_seen))
             self.note_missing_workers()
@@ -482,11 +541,16 @@ def _setup_worker(environment) -> None:
     environment.llm_records = buffer
     runner = environment.runner
     sampler = HealthSampler(worker_tag(), users=lambda: runner.user_count)
+    driver = open_loop.RateDriver(environment)  # --shape rate: the master's orders (open_loop.MESSAGE)
+    shipped_in_flight = [0]
 
     def ship_loop() -> None:
         while True:
             gevent.sleep(SHIP_INTERVAL_S)
             try:
+                if driver.in_flight or shipped_in_flight[0]:
+                    shipped_in_flight[0] = driver.in_flight
+                    runner.send_message(open_loop.IN_FLIGHT_MESSAGE, driver.in_flight)
                 if len(buffer):
                     runner.send_message("llm_records", buffer.drain())
                 samples = sampler.drain()
@@ -504,11 +568,20 @@ def _setup_worker(environment) -> None:
 
     def on_abort(environment, msg, **_kw) -> None:
         environment.stop_timeout = 0
+        driver.abort()
         environment.runner.stop()
         runner.send_message("llm_records", buffer.drain())
 
+    def on_rate(environment, msg, **_kw) -> None:
+        if msg.data:
+            driver.start(msg.data)
+        else:
+            driver.stop_arrivals()
+
     environment.events.report_to_master.add_listener(on_report)
+    environment.events.test_stopping.add_listener(lambda **_kw: driver.abort())  # what still runs is cut short
     runner.register_message("llm_abort", on_abort)
+    runner.register_message(open_loop.MESSAGE, on_rate)
     runner.register_message(clock_sync.PING, on_clock_ping)
     gevent.spawn(ship_loop)
     gevent.spawn(sampler.run)
@@ -558,11 +631,17 @@ def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
         check_options(environment)
     except ValueError as error:
         fail(str(error))
+    if (recorder.plan[0].rate is not None) if recorder.plan else bool(options.get(environment, "rate")):
+        why = open_loop.check_classes(environment.user_classes)
+        if why:
+            fail(why)
     headless = bool(environment.parsed_options and environment.parsed_options.headless)
     if isinstance(runner, MasterRunner):
         runner.register_message("llm_records", lambda environment, msg, **_kw: recorder.on_worker_records(msg.data))
         runner.register_message("llm_health", lambda environment, msg, **_kw: recorder.on_worker_health(msg.data))
-        runner.register_message(clock_sync.PONG, lambda environment, msg, **_kw: recorder.on_clock_pong(msg.data))
+        runner.register_message(clock_sync.PONG, lambda environment, msg, **_kw: recorder.on_clock_pong(msg.data, msg.node_id))
+        runner.register_message(open_loop.IN_FLIGHT_MESSAGE, lambda environment, msg, **_kw:
+                                recorder.rate_in_flight.__setitem__(msg.node_id, int(msg.data or 0)))
 
         def on_worker_report(client_id, data, **_kw) -> None:
             recorder.on_worker_records(data.get("llm_records"))
@@ -606,6 +685,8 @@ def _setup_master_or_local(environment, web_ui=None) -> RunOwner:
 
     environment.events.test_start.add_listener(on_test_start)
     environment.events.test_stopping.add_listener(lambda environment, **_kw: recorder.cut_short_if_interrupted())
+    if not isinstance(runner, MasterRunner):  # open-loop requests still in flight when the test stops: cut short
+        environment.events.test_stopping.add_listener(lambda environment, **_kw: recorder.driver and recorder.driver.abort())
     if not headless:  # the web UI's Stop ends the last stage then (headless: the plan's end or finish())
         environment.events.test_stopping.add_listener(lambda environment, **_kw: recorder.end_test())
     environment.events.quitting.add_listener(lambda environment, **_kw: recorder.finish())

@@ -37,7 +37,7 @@ class RecordBuffer:
 
 @dataclass
 class StageTally:
-    """What the master knows of one stage so far (records that count: not settle, not cut short)."""
+    """What the master knows of one stage so far (records that count: not settle, not cut short or dropped)."""
 
     outcomes: Counter = field(default_factory=Counter)
     ok_e2e_ms: list = field(default_factory=list)
@@ -47,7 +47,7 @@ class StageTally:
 
     @property
     def counted(self) -> int:
-        return sum(n for outcome, n in self.outcomes.items() if outcome != contract.CUT_SHORT)
+        return sum(n for outcome, n in self.outcomes.items() if outcome not in contract.NOT_JUDGED)
 
     @property
     def success_rate(self) -> float | None:

@@ -10,7 +10,8 @@ A user calls :func:`report_request` once per LLM request, whatever happened. It
   record sink (``scenarios.record_sink``), which ships it to the master or writes ``requests.csv``.
 
 A request cut short by a stop fires no Locust event (it is neither a success nor a failure of the
-target) but is still recorded, as ``cut_short``.
+target) but is still recorded, as ``cut_short``; so is an open-loop arrival the generator did not send
+(``dropped``, ``scenarios.open_loop``).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def complete(record: dict, user_class: str) -> dict:
 
 def fire_locust_events(environment, record: dict, name: str, request_type: str = "POST") -> None:
     outcome = record.get("outcome")
-    if outcome == contract.CUT_SHORT:
+    if outcome in contract.NOT_JUDGED:
         return
     exception = None
     if outcome != contract.OK:
@@ -103,8 +104,12 @@ def fire_locust_events(environment, record: dict, name: str, request_type: str =
 
 def report_request(user, record: dict, name: str) -> dict:
     """Report one finished LLM request of ``user`` (a Locust User). Returns the completed record."""
-    environment = user.environment
-    complete(record, type(user).__name__)
+    return report_record(user.environment, record, type(user).__name__, name)
+
+
+def report_record(environment, record: dict, user_class: str, name: str) -> dict:
+    """:func:`report_request` for a record with no user instance behind it (a dropped arrival)."""
+    complete(record, user_class)
     fire_locust_events(environment, record, name)
     sink = getattr(environment, "llm_records", None)
     if sink is not None:

@@ -42,12 +42,18 @@ class ShapeController:
         drain_timeout_s: float = 10.0,
         user_count: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.time,
+        on_stage: Callable[[plans.Stage | None, object], None] | None = None,
+        lead_s: float = 0.0,
+        on_prepare: Callable[[], None] | None = None,
+        common_rate: Callable[[], float] = lambda: 0.0,
     ):
         self.stages = stages
         self.timeline = timeline
         self.tallies = tallies
         self.common_target = common_target  # (users, spawn rate) without a plan: read at every tick
         self._common: tuple[int, float] = (1, 1.0)
+        self.common_rate = common_rate  # without a plan: an open-loop rate (req/s, 0 = users), read at every tick
+        self._rate = 0.0
         self.run_time_s = run_time_s
         self.stop_on_failure = stop_on_failure
         self.min_success = min_success
@@ -56,6 +62,9 @@ class ShapeController:
         self.drain_timeout_s = drain_timeout_s
         self.user_count = user_count
         self.clock = clock
+        self.on_stage = on_stage  # called with (the plan's stage, its span) as a stage begins, (None, None) at the drain
+        self.lead_s = lead_s  # the plan begins this long after the first tick (no users meanwhile) ...
+        self.on_prepare = on_prepare  # ... called at the first tick: the load processes prepare (--shape rate)
         self.started_at: float | None = None
         self.stage_index: int | None = None
         self.drain_started_at: float | None = None
@@ -71,25 +80,32 @@ class ShapeController:
                 return None
             if self.stage_index is None:
                 return 0
-            # Locust's -u/-r: an edit of the user count (the web UI's "Edit") starts a new stage
+            # Locust's -u/-r: an edit of the user count (the web UI's "Edit") starts a new stage; so does a new --rate
             current = self.timeline.current
-            return self.stage_index + 1 if current and current.users != self._common[0] else self.stage_index
+            if current and self._rate:
+                return self.stage_index + 1 if current.rate != self._rate else self.stage_index
+            return self.stage_index + 1 if current and (current.users != self._common[0] or current.rate) else self.stage_index
         return plans.stage_index_at(self.stages, elapsed)
 
     def _stage_target(self, index: int) -> tuple[int, float, float, str]:
         if self.stages is None:
-            return *self._common, 0.0, "hold"
+            return (0, ALL_AT_ONCE, 0.0, "rate") if self._rate else (*self._common, 0.0, "hold")
         stage = self.stages[index]
         return stage.users, stage.spawn_rate or ALL_AT_ONCE, stage.settle_s, stage.kind
 
     def tick(self) -> tuple[int, float] | None:
         now = self.clock()
         if self.started_at is None:
-            self.started_at = now
+            self.started_at = now + self.lead_s
+            if self.on_prepare is not None:
+                self.on_prepare()
+        if now < self.started_at:
+            return 0, ALL_AT_ONCE
         if self.drain_started_at is not None:
             return self._drain_tick(now)
         if self.stages is None:
             self._common = self.common_target()
+            self._rate = self.common_rate() or 0.0
 
         index = self._planned_index(now - self.started_at)
         if index != self.stage_index and self.stage_index is not None:
@@ -103,8 +119,13 @@ class ShapeController:
             self.stage_index = index
             users, _, settle_s, kind = self._stage_target(index)
             if self.stages is None and index > 0:
-                logger.info("user count changed to %d: stage %d begins", users, index)
-            self.timeline.begin(users, settle_s, kind, now)
+                logger.info("%s: stage %d begins", f"rate changed to {self._rate:g} req/s" if self._rate
+                            else f"user count changed to {users}", index)
+            stage = self.stages[index] if self.stages is not None else \
+                plans.Stage(0, 0.0, 0.0, "rate", 0.0, self._rate) if self._rate else None
+            span = self.timeline.begin(users, settle_s, kind, now, rate=stage.rate if stage is not None else None)
+            if self.on_stage is not None:
+                self.on_stage(stage, span)
         users, spawn_rate, _, _ = self._stage_target(index)
         return users, spawn_rate
 
@@ -121,6 +142,8 @@ class ShapeController:
         self.drain_started_at = now
         self.timeline.finish(now)
         self.finished = True
+        if self.on_stage is not None:
+            self.on_stage(None, None)  # no new arrivals (--shape rate); the requests in flight finish
         logger.info("plan complete: draining in-flight requests (up to %.0f s)", self.drain_timeout_s)
         return 0, ALL_AT_ONCE
 

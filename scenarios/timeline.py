@@ -34,6 +34,7 @@ class StageSpan:
     users_max: int | None = None
     reached_s: float | None = None
     users_before: int = 0  # running when the stage began
+    rate: float | None = None  # a rate stage: offered requests/s (--shape rate)
     _area: float = 0.0  # user-seconds so far
     _last_time: float = 0.0
     _last_count: int = 0
@@ -58,12 +59,12 @@ class StageTimeline:
         self._starts: list[float] = []
         self._running = 0  # the last sampled user count
 
-    def begin(self, users: int, settle_s: float, kind: str, now: float) -> StageSpan:
+    def begin(self, users: int, settle_s: float, kind: str, now: float, rate: float | None = None) -> StageSpan:
         running = self._running
         if self.spans and self.spans[-1].end_time is None:
             self.spans[-1]._advance(now, running)
             self.spans[-1].end_time = now
-        span = StageSpan(len(self.spans), users, now, None, settle_s, kind, users_before=running,
+        span = StageSpan(len(self.spans), users, now, None, settle_s, kind, users_before=running, rate=rate,
                          _last_time=now, _last_count=running)
         span._advance(now, running)
         self.spans.append(span)
@@ -125,7 +126,8 @@ class StageTimeline:
                          "" if span.end_time is None else f"{span.end_time:.6f}", f"{span.settle_s:g}", span.kind,
                          "" if span.users_mean is None else f"{span.users_mean:.3f}",
                          "" if span.users_max is None else span.users_max,
-                         "" if span.reached_s is None else f"{span.reached_s:.3f}"]
+                         "" if span.reached_s is None else f"{span.reached_s:.3f}",
+                         "" if span.rate is None else f"{span.rate:g}"]
                     )
             os.replace(tmp, self.path)
         except OSError as error:

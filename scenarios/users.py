@@ -100,6 +100,9 @@ class LLMUser(User):
 
     abstract = True
     json_format = False
+    # --shape rate runs one task of an instance per arrival (scenarios/open_loop.py): a class whose task waits
+    # for something else (BurstyUser's burst) sets this False
+    open_loop = True
 
     def on_start(self) -> None:
         environment = self.environment
@@ -157,6 +160,11 @@ class LLMUser(User):
         return record, text
 
     def _report(self, record: dict) -> None:
+        arrival = getattr(self, "arrival_time", None)  # set by scenarios/open_loop.py for the one request of an arrival
+        if arrival is not None:
+            self.arrival_time = None
+            if isinstance(record.get("start_time"), (int, float)):
+                record["send_lag_ms"] = max(0.0, (record["start_time"] - arrival) * 1000.0)
         try:
             report_request(self, record, self.request_name)
         except Exception:  # a sink problem must not kill the user; it is logged once per record
@@ -259,6 +267,7 @@ class BurstyUser(LLMUser):
     """
 
     weight = 1
+    open_loop = False  # its task waits for the burst signal: no place in open-loop arrivals
 
     def on_start(self) -> None:
         super().on_start()

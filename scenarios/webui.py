@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -212,6 +213,35 @@ def register(environment, web_ui, recorder) -> LiveStats:
         return jsonify({**snapshot(), "columns": [{"key": k, "title": t, "tip": d} for k, t, d in COLUMNS],
                         "state": getattr(runner, "state", None), "user_count": getattr(runner, "user_count", None),
                         "run_dir": recorder.path, "recorded": recorder.sink.total, "phase": recorder.phase})
+
+    @blueprint.route("/rate", methods=["GET", "POST"])
+    @auth
+    def rate():
+        """The open-loop rate of a run without a plan (``--rate``; 0 = users): POST ``rate=R`` changes it while the
+        test runs — the shape begins a stage of R req/s at its next tick (``stepping.ShapeController``)."""
+        parsed = environment.parsed_options
+        if request.method == "POST":
+            raw = request.form.get("rate")
+            if raw is None:
+                raw = (request.get_json(silent=True) or {}).get("rate")
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                value = math.nan
+            if not (math.isfinite(value) and value >= 0):
+                return jsonify({"success": False, "message": "rate: give requests/s as a number >= 0 (0 = users)"}), 400
+            if recorder.plan is not None:
+                return jsonify({"success": False, "message": "the rate is set by the plan (--shape): run without a "
+                                "shape (--shape none) to set it here"}), 409
+            from ollama_locust.scenarios.open_loop import check_classes
+
+            why = check_classes(environment.user_classes) if value else None
+            if why:
+                return jsonify({"success": False, "message": why}), 400
+            if parsed is not None:
+                parsed.rate = value
+            logger.info("ollama-locust: rate set to %g req/s", value)
+        return jsonify({"success": True, "rate": options.get(environment, "rate"), "plan": recorder.plan is not None})
 
     @blueprint.route("/phase")
     @auth

@@ -168,7 +168,7 @@
     phase.textContent = d.phase ? d.phase + " …" : "";
     table(d);
     split(d);
-    var marks = d.stages.map(function (r) { return { t: r.start_time, label: r.users + " users" }; });
+    var marks = d.stages.map(function (r) { return { t: r.start_time, label: r.rate ? r.rate + " req/s" : r.users + " users" }; });
     draw(document.getElementById("ttft"), d.series, [{ label: "TTFT p50", key: "ttftp50" }, { label: "TTFT p95", key: "ttftp95" }], marks);
     draw(document.getElementById("tps"), d.series, [{ label: "tokens/s total", key: "tpstotal" }, { label: "per request (p50)", key: "tpsrequest" }], marks);
     draw(document.getElementById("inflight"), d.series, [{ label: "users", key: "users" }, { label: "requests in flight (finished requests)", key: "inflight" }], marks);
@@ -190,6 +190,19 @@
       .catch(function (e) { document.getElementById("status").textContent = "cannot load ./stats: " + e; })
       .finally(function () { setTimeout(poll, POLL_MS); });
   }
+  var rateForm = document.getElementById("rate-form"), rateNote = document.getElementById("rate-note");
+  function showRate(d) {
+    if (d.plan) { rateForm.style.display = "none"; return; }
+    if (document.activeElement !== document.getElementById("rate")) document.getElementById("rate").value = d.rate;
+  }
+  fetch("rate", { credentials: "same-origin", cache: "no-store" }).then(function (r) { return r.json(); }).then(showRate).catch(function () {});
+  rateForm.addEventListener("submit", function (e) {
+    e.preventDefault();
+    fetch("rate", { method: "POST", credentials: "same-origin", body: new FormData(rateForm) })
+      .then(function (r) { return r.json(); })
+      .then(function (d) { rateNote.textContent = d.success ? "rate " + d.rate + " req/s: a new stage begins" : d.message; })
+      .catch(function (err) { rateNote.textContent = "could not set the rate: " + err; });
+  });
   byClass.addEventListener("change", render);
   window.addEventListener("resize", render);
   poll();

@@ -13,8 +13,12 @@ DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "reports.md")
 def test_every_metric_and_time_part_is_documented():
     with open(DOC, encoding="utf-8") as fh:
         text = fh.read()
-    for m in STEP_METRICS:
+    from ollama_locust.reports._step_metrics import RATE_METRICS
+    from ollama_locust.reports._steps import GOODPUT_SHARE, GROWTH_MS
+
+    for m in STEP_METRICS + RATE_METRICS:
         assert f"| {m.label} | `{m.key}` | {m.unit} | {m.how} |" in text, m.key
+    assert f"`GROWTH_MS` = {GROWTH_MS} ms" in text and f"`GOODPUT_SHARE` = {GOODPUT_SHARE}" in text
     for key, label, how in TIME_PARTS:
         assert f"| {label} | `{key}` | {how} |" in text, key
     assert f'method="{PERCENTILE_METHOD}"' in text
