@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 
 import pytest
 
@@ -56,3 +57,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(getattr(pytest.mark, FOLDER_MARKERS[parts[1]]))
         if "nginx_gateway" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.gateway)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """Locust runs in subprocesses only: importing it here monkey-patches this process (threads become
+    greenlets), and every later test that runs the simulator in a thread hangs. The first test that does it
+    fails, named."""
+    yield
+    if getattr(item.module, "RUN_IN_OWN_PROCESS", False):  # run alone, by a test that starts a pytest for it
+        return
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        pytest.fail("this test monkey-patched the pytest process (it imported locust?): run Locust in a "
+                    "subprocess, as tests/scenarios/test_open_loop.py does", pytrace=False)
