@@ -1,0 +1,440 @@
+"""`ollama-locust predict PROBE.json`: the step test, run against the fitted server in virtual time.
+
+The server is the simulator's own ``Scheduler``/``Runner`` (``simulator/scheduler.py``) with the probe's
+fitted profile and slot count, on an event loop whose clock jumps to the next timer
+(``simulator/virtual_time.py``). The users are ``scenarios/user_model.py`` — the same conversations, prompt
+sets and think time the Locust users run — and the plan is ``scenarios/plans.py`` driven through the
+same ``ShapeController`` as a real step test (ticked every second, as Locust does). Each request becomes
+one record of ``ollama_locust.contract.COLUMNS``; the run folder (``requests.csv``, ``stages.csv``,
+``run.json`` marked ``"predicted": true``) goes through the ordinary post-processor, so results.md,
+results.json and the plots are the same as a measured run's, labelled predicted. With ``--num-parallel
+1,2,4`` the plan is also run under each slot count: the what-if table (``what-if.md``, ``what-if.json``).
+
+What the model does not capture is listed in docs/predict.md ("Limits"); a measured step test is the
+final word.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+
+from ollama_locust import contract, options
+from ollama_locust.scenarios import plans, run_folder
+from ollama_locust.scenarios.prompts import PromptsError, load_prompts
+from ollama_locust.scenarios.record_sink import RecordSink
+from ollama_locust.scenarios.request_metrics import itl_ms, token_arrivals, tokens_per_s
+from ollama_locust.scenarios.request_report import complete
+from ollama_locust.scenarios.stepping import ShapeController
+from ollama_locust.scenarios.timeline import StageTimeline
+from ollama_locust.scenarios.user_model import MODELS, parse_think_time, think_seconds
+from ollama_locust.simulator.profiles import Profile, ProfileFileError, profile_from_probe
+from ollama_locust.simulator.scheduler import Busy, Job, Scheduler
+from ollama_locust.simulator.text import CHAT_TEMPLATE_TOKENS, count_prompt_tokens
+from ollama_locust.simulator.virtual_time import VirtualTimeLoop, virtual_clock
+
+PROG = "ollama-locust predict"
+TICK_S = 1.0  # Locust asks the shape for its target once a second
+WORKER = "predicted"  # the records' worker column
+NUM_CTX = 4096
+
+
+class PredictError(Exception):
+    """Bad input for `predict` (one line)."""
+
+
+@dataclass(frozen=True)
+class Fit:
+    """What predict needs of a probe.json: the fitted server and the client-side facts around it."""
+
+    profile: Profile
+    num_parallel: int
+    overhead_s: float = 0.0  # client send -> server arrival, plus the client's own cost (from the probe)
+    prompt_token_scale: float = 1.0  # the server's prompt tokens per token the simulator's counter counts
+    reply_tokens: dict[str, tuple[int, ...]] = field(default_factory=dict)  # per user class: the probe's sample
+    model: str = "llama3.2"
+    api: str = contract.OLLAMA_CHAT
+    host: str = ""
+    source: str = ""
+
+    def replies_for(self, user_class: str) -> tuple[int, ...]:
+        sample = self.reply_tokens.get(user_class) or next((s for s in self.reply_tokens.values() if s), ())
+        return sample or (self.profile.reply_tokens,)
+
+
+def read_fit(path: str) -> Fit:
+    """The Fit of a probe.json; PredictError (one line) when it cannot be used."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except OSError as error:
+        raise PredictError(f"{path}: cannot read it ({error.strerror or error})") from None
+    except ValueError as error:
+        raise PredictError(f"{path}: not JSON ({error})") from None
+    return fit_from_probe(data, path)
+
+
+def fit_from_probe(data: dict, source: str = "probe.json") -> Fit:
+    try:
+        profile, slots = profile_from_probe(data, source)
+    except ProfileFileError as error:
+        raise PredictError(str(error)) from None
+    if math.isinf(profile.decode_tps):
+        raise PredictError(f"{source}: an infinite decode rate cannot be predicted in virtual time")
+    server = data["server"]
+    target = data.get("target") or {}
+    replies = {}
+    for name, sample in (data.get("reply_tokens") or {}).items():
+        if isinstance(sample, list):
+            replies[name] = tuple(int(n) for n in sample if isinstance(n, (int, float)) and n >= 1)
+    return Fit(profile=profile, num_parallel=slots, overhead_s=max(0.0, float(server.get("overhead_s") or 0.0)),
+               prompt_token_scale=float(server.get("prompt_token_scale") or 1.0), reply_tokens=replies,
+               model=str(target.get("model") or "llama3.2"), api=str(target.get("api") or contract.OLLAMA_CHAT),
+               host=str(target.get("host") or ""), source=source)
+
+
+def prompt_tokens(messages: list[dict], scale: float = 1.0) -> int:
+    """The prompt tokens of a chat request, counted as the simulator counts them, times the fitted scale."""
+    counted = sum(count_prompt_tokens(str(m.get("content", ""))) + CHAT_TEMPLATE_TOKENS for m in messages)
+    return max(1, int(round(counted * scale)))
+
+
+@dataclass
+class Prediction:
+    records: list[dict]
+    timeline: StageTimeline
+    controller: ShapeController
+    num_parallel: int
+    wall_s: float = 0.0  # real seconds the virtual run took
+    virtual_s: float = 0.0
+
+
+def simulate(fit: Fit, stages: list[plans.Stage], *, user_class: str = options.DEFAULT_USER_CLASS,
+             num_parallel: int | None = None, think: tuple[float, float] = (0.0, 0.0), seed: int = 0,
+             prompts=None, num_predict: int = 0, drain_timeout_s: float = 10.0, max_queue: int = 512,
+             stop_on_failure: bool = False, min_success: float = 0.95, slo_p95_ms: float | None = None,
+             slo_ttft_p95_ms: float | None = None, run_dir: str | None = None,
+             epoch: float | None = None) -> Prediction:
+    """Run ``stages`` of ``user_class`` users against the fitted server in virtual time.
+
+    With ``run_dir`` the records go to its requests.csv and the stages to its stages.csv as they happen
+    (the same RecordSink and StageTimeline a measured run uses)."""
+    if user_class not in MODELS:
+        raise PredictError(f"unknown user class '{user_class}'; available: {', '.join(MODELS)}")
+    slots = num_parallel or fit.num_parallel
+    prompts = prompts if prompts is not None else load_prompts(None)
+    epoch = time.time() if epoch is None else epoch
+    loop = VirtualTimeLoop(start=0.0)
+    clock = virtual_clock(loop, epoch)
+    wall = clock.wall
+    timeline = StageTimeline(os.path.join(run_dir, contract.STAGES_FILE) if run_dir else None)
+    sink = RecordSink(os.path.join(run_dir, contract.REQUESTS_FILE) if run_dir else None, timeline)
+    users: list[asyncio.Task] = []
+    stopping: set[asyncio.Task] = set()
+    controller = ShapeController(stages, timeline, sink.tallies, stop_on_failure=stop_on_failure,
+                                 min_success=min_success, slo_p95_ms=slo_p95_ms, slo_ttft_p95_ms=slo_ttft_p95_ms,
+                                 drain_timeout_s=drain_timeout_s, user_count=lambda: sum(not t.done() for t in users),
+                                 clock=wall)
+    replies = fit.replies_for(user_class)
+    sched = Scheduler(profile=fit.profile, models=[fit.model], num_parallel=slots, max_queue=max_queue,
+                      default_keep_alive=math.inf, clock=clock)
+    records: list[dict] = []
+    seq = iter(range(1, 1 << 62))
+    now = loop.time
+
+    def add(record: dict) -> None:
+        complete(record, user_class)
+        record["worker"] = WORKER
+        sink.add(record)
+        records.append(record)
+
+    async def one_request(rng: random.Random, messages: list[dict]) -> tuple[dict, str]:
+        record = {name: None for name in contract.COLUMN_NAMES}
+        record.update(request_id=str(uuid.UUID(int=(seed << 64 | next(seq)) & ((1 << 128) - 1), version=4)),
+                      api=fit.api, model=fit.model, http_status=0, tokens_estimated=False)
+        sent = now()
+        record["start_time"] = epoch + sent
+        n_out = rng.choice(replies)
+        if num_predict and num_predict > 0 and n_out > num_predict:
+            n_out, reason = num_predict, "length"
+        else:
+            reason = "stop"
+        times: list[float] = []
+        job = Job(n_out, prompt_tokens(messages, fit.prompt_token_scale), lambda _job, _i, _c: times.append(now()))
+        runner = None
+        try:
+            if fit.overhead_s:
+                await asyncio.sleep(fit.overhead_s)
+            arrival = now()
+            runner = await sched.get_runner(fit.model, NUM_CTX, None)
+            handed = now()
+            await runner.generate(job)
+        except Busy as error:
+            record.update(outcome=contract.REJECTED, http_status=503, e2e_ms=(now() - sent) * 1e3,
+                          error=f"HTTP 503: {error.message}")
+            return record, ""
+        except asyncio.CancelledError:
+            record.update(outcome=contract.CUT_SHORT, e2e_ms=(now() - sent) * 1e3, output_tokens=len(times),
+                          error="cut short: the test stopped while the request was running")
+            _fill_tokens(record, sent, times)
+            add(record)
+            raise
+        finally:
+            if runner is not None:
+                runner.release()
+        done = now()
+        record.update(outcome=contract.OK, http_status=200, e2e_ms=(done - sent) * 1e3, output_tokens=len(times),
+                      prompt_tokens=job.prompt_tokens, done_reason=reason)
+        _fill_tokens(record, sent, times)
+        prefill_end = job.prefill_end if job.prefill_end is not None else handed
+        eval_s = (job.last_token or prefill_end) - prefill_end
+        split = {"load_ms": (handed - arrival) * 1e3, "prompt_eval_ms": job.prefill_s * 1e3, "eval_ms": eval_s * 1e3,
+                 "server_total_ms": (done - arrival) * 1e3}
+        split["queue_wait_ms"] = max(0.0, split["server_total_ms"] - split["load_ms"] - split["prompt_eval_ms"]
+                                     - split["eval_ms"])
+        record.update({key: round(value, 6) for key, value in split.items()})
+        return record, " ".join(["w"] * len(times))
+
+    thinking: set[asyncio.Task] = set()
+
+    async def user(uid: int) -> None:
+        rng = random.Random(f"{seed}-{user_class}-{uid}")
+        conversation = MODELS[user_class](prompts, rng)
+        failures = 0
+        me = asyncio.current_task()
+        while me not in stopping:  # Locust runs a task first, then waits
+            record, reply = await one_request(rng, list(conversation.ask()))
+            ok = record["outcome"] == contract.OK
+            conversation.answered(ok, reply)
+            failures = 0 if ok else failures + 1
+            add(record)
+            if me in stopping:
+                break
+            thinking.add(me)
+            try:
+                await asyncio.sleep(think_seconds(rng, think[0], think[1], failures))
+            finally:
+                thinking.discard(me)
+
+    def alive() -> list[asyncio.Task]:
+        return [task for task in users if not task.done()]
+
+    def adjust(target: int) -> None:
+        """Locust's spawn/stop: new users start at once; the newest users stop first, a thinking one at
+        once, one inside a request when that request ends (within the drain timeout)."""
+        live = [task for task in alive() if task not in stopping]
+        for _ in range(len(live), target):
+            users.append(loop.create_task(user(len(users))))
+        for task in live[target:]:
+            stopping.add(task)
+            if task in thinking:
+                task.cancel()
+
+    async def main() -> None:
+        warm = await sched.get_runner(fit.model, NUM_CTX, None)  # the warm-up: the model is loaded first
+        warm.release()
+        while True:
+            target = controller.tick()
+            if target is None:
+                break
+            adjust(target[0])
+            if controller.drain_started_at is not None and wall() - controller.drain_started_at >= drain_timeout_s:
+                for task in alive():
+                    task.cancel()  # still running at the drain timeout: cut short
+            await asyncio.sleep(0)  # let the users started now send their first request at this instant
+            timeline.sample(wall(), len(alive()))
+            await asyncio.sleep(TICK_S)
+        for task in users:
+            task.cancel()
+        await asyncio.gather(*users, return_exceptions=True)
+
+    started = time.perf_counter()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+        sink.close()
+    return Prediction(records, timeline, controller, slots, wall_s=time.perf_counter() - started,
+                      virtual_s=loop.time())
+
+
+def _fill_tokens(record: dict, sent: float, times: list[float]) -> None:
+    if not times:
+        return
+    record["ttft_ms"] = (times[0] - sent) * 1e3
+    record["itl_ms"] = itl_ms(times[0], times[-1], len(times))
+    record["tokens_per_s"] = tokens_per_s(len(times), record["e2e_ms"], record["ttft_ms"])
+    buckets: list[int] = []
+    width = contract.TOKEN_BUCKET_MS / 1e3
+    for t in times:
+        index = int((t - sent) / width)
+        if index >= len(buckets):
+            buckets.extend([0] * (index + 1 - len(buckets)))
+        buckets[index] += 1
+    record["token_arrivals"] = token_arrivals(buckets)
+
+
+# -- the command ------------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(contract.EXIT_BAD_INPUT, f"{PROG}: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Predict a step test from a probe: the user model against the server "
+                     "fitted by 'ollama-locust probe', in virtual time (seconds instead of the plan's minutes). "
+                     "Writes a run folder like 'ollama-locust step' does (results.md, results.json, plots), "
+                     "labelled predicted, and with --num-parallel a what-if table over NUM_PARALLEL values.")
+    parser.add_argument("probe", metavar="PROBE.json", help="the probe file written by 'ollama-locust probe'")
+    options.add_planning(parser, options.PREDICT_ROWS, ("user_class", "num_parallel", "seed", "out"),
+                         aliases={"steps": ("--users",)})
+    parser.add_argument("--run-dir", default=None, help="the run folder itself (instead of a new one under --out)")
+    return parser
+
+
+def parse_slots(text: str, fitted: int) -> list[int]:
+    if not str(text).strip():
+        return [fitted]
+    try:
+        values = plans.parse_users(text)
+    except plans.PlanError:
+        raise PredictError(f"--num-parallel must be whole numbers >= 1 separated by commas (e.g. 1,2,4), got '{text}'") from None
+    return list(dict.fromkeys(values))
+
+
+def run_info(args, fit: Fit, stages: list[plans.Stage], slots: int, prediction: Prediction) -> dict:
+    """run.json of a predicted run: the keys a measured run has (plugin.described) plus the prediction's."""
+    slo = {"p95_ms": args.slo_p95 or None, "ttft_p95_ms": args.slo_ttft_p95 or None, "min_success": args.min_success}
+    values = {dest: getattr(args, dest) for dest in options.PREDICT_ROWS}
+    p = fit.profile
+    return {
+        contract.RUN_PREDICTED: True,
+        "label": args.label or f"predicted-np{slots}",
+        "host": fit.host, "model": fit.model, "api": fit.api, "user_classes": [args.user_class],
+        "shape": "step", "steps": [stage.users for stage in stages], "step_time_s": stages[0].duration_s,
+        "settle_s": stages[0].settle_s, "slo": slo, "options": {**values, "shape": "step"},
+        "requests": len(prediction.records), "interrupted": False,
+        "stopped_on_failure": ({"stage": prediction.controller.failed_stage, "reason": prediction.controller.failure_reason}
+                               if args.stop_on_failure and prediction.controller.failed_stage is not None else None),
+        "prediction": {"probe": os.path.abspath(args.probe), "num_parallel": slots, "fitted_num_parallel": fit.num_parallel,
+                       "decode_tps": p.decode_tps, "prefill_tps": p.prefill_tps, "beta": p.beta,
+                       "load_time": p.load_time, "overhead_s": fit.overhead_s,
+                       "prompt_token_scale": fit.prompt_token_scale, "seed": args.seed,
+                       "reply_tokens_sample": len(fit.replies_for(args.user_class)),
+                       "wall_s": round(prediction.wall_s, 3), "virtual_s": round(prediction.virtual_s, 3)},
+        "ended_at": prediction.timeline.spans[-1].end_time if prediction.timeline.spans else None,
+    }
+
+
+WHAT_IF_KEYS = (("p50_ms", "p50"), ("p95_ms", "p95"), ("ttft_p50_ms", "TTFT p50"), ("tokens_per_s_total", "Tokens/s (total)"),
+                ("req_per_s", "Req/s"), ("success_rate", "Success"))
+
+
+def _figure(key: str, value) -> str:
+    if not isinstance(value, (int, float)) or value != value:
+        return "–"
+    if key.endswith("_ms"):
+        return f"{value / 1000:.2f} s"
+    if key == "success_rate":
+        return f"{value * 100:.0f} %"
+    return f"{value:.1f}" if key == "tokens_per_s_total" else f"{value:.2f}"
+
+
+def what_if(results: dict[int, dict]) -> tuple[str, dict]:
+    """The what-if table (markdown) and its data from each slot count's results.json."""
+    data = {"rows": [], "largest_users_meeting_slo": {}}
+    lines = ["| NUM_PARALLEL | Concurrent users | " + " | ".join(label for _, label in WHAT_IF_KEYS) + " | Verdict |",
+             "|---" * (len(WHAT_IF_KEYS) + 3) + "|"]
+    for slots, result in results.items():
+        conclusion = result.get("conclusion") or {}
+        data["largest_users_meeting_slo"][slots] = conclusion.get("largest_users_meeting_slo")
+        for step in result.get("steps") or []:
+            row = {"num_parallel": slots, "users": step.get("users"), **{k: step.get(k) for k, _ in WHAT_IF_KEYS},
+                   "concurrency_mode": step.get("concurrency_mode")}
+            data["rows"].append(row)
+            users = step.get("users")
+            lines.append(f"| {slots} | {int(users) if isinstance(users, (int, float)) else '?'} | "
+                         + " | ".join(_figure(k, step.get(k)) for k, _ in WHAT_IF_KEYS) + f" | {step.get('concurrency_mode') or '–'} |")
+    slo = next((r.get("slo") for r in results.values() if r.get("slo")), {}) or {}
+    lines += ["", f"Largest user count meeting the thresholds ({slo.get('rule', 'the report’s thresholds')}):", ""]
+    for slots, users in data["largest_users_meeting_slo"].items():
+        lines.append(f"- NUM_PARALLEL {slots}: " + (f"{int(users)} users" if isinstance(users, (int, float)) else "none of the steps"))
+    return "\n".join(lines) + "\n", data
+
+
+def predict(args) -> tuple[str, dict[int, dict]]:
+    """Run the prediction(s) the arguments ask for; returns the main run folder and results per slot count."""
+    from ollama_locust import reports
+
+    fit = read_fit(args.probe)
+    try:
+        stages = plans.step_plan(plans.parse_users(args.steps), plans.parse_duration(args.step_time, "--step-time"),
+                                 plans.parse_duration(args.settle, "--settle"))
+    except plans.PlanError as error:
+        raise PredictError(str(error)) from None
+    think = parse_think_time(args.think_time)
+    prompts = load_prompts(args.prompts or None)
+    slots_list = parse_slots(args.num_parallel, fit.num_parallel)
+    main_slots = fit.num_parallel if fit.num_parallel in slots_list else slots_list[0]
+    label = args.label or f"predicted-np{main_slots}"
+    main_dir = run_folder.prepare(args.run_dir) if args.run_dir else run_folder.create_unique(label, args.out)
+    results: dict[int, dict] = {}
+    for slots in [main_slots] + [s for s in slots_list if s != main_slots]:
+        run_dir = main_dir if slots == main_slots else run_folder.prepare(os.path.join(main_dir, f"what-if-np{slots}"))
+        prediction = simulate(fit, stages, user_class=args.user_class, num_parallel=slots, think=think, seed=args.seed,
+                              prompts=prompts, num_predict=args.num_predict, drain_timeout_s=args.drain_timeout,
+                              stop_on_failure=args.stop_on_failure, min_success=args.min_success,
+                              slo_p95_ms=args.slo_p95 or None, slo_ttft_p95_ms=args.slo_ttft_p95 or None,
+                              run_dir=run_dir)
+        sub = replace_label(args, slots, main_slots)
+        run_folder.write_json(os.path.join(run_dir, contract.RUN_FILE), run_info(sub, fit, stages, slots, prediction))
+        report = reports.write_report(run_dir, plots=slots == main_slots)
+        results[slots] = report.data
+        if slots == main_slots:
+            main_report = report
+    table, data = what_if(results)
+    with open(os.path.join(main_dir, contract.WHAT_IF_MD), "w", encoding="utf-8") as handle:
+        handle.write("# What if: NUM_PARALLEL (predicted)\n\n" + table)
+    run_folder.write_json(os.path.join(main_dir, contract.WHAT_IF_JSON), data)
+    with open(os.path.join(main_dir, contract.RESULTS_MD), "a", encoding="utf-8") as handle:
+        handle.write("\n## What if: NUM_PARALLEL (predicted)\n\n" + table)
+    args.main_report = main_report
+    args.what_if_table = table
+    return main_dir, results
+
+
+def replace_label(args, slots: int, main_slots: int):
+    if slots == main_slots:
+        return args
+    copy = argparse.Namespace(**vars(args))
+    copy.label = f"{args.label or 'predicted'}-what-if-np{slots}"
+    return copy
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    started = time.perf_counter()
+    try:
+        run_dir, _results = predict(args)
+    except (PredictError, PromptsError, run_folder.RunFolderError, ValueError) as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return contract.EXIT_BAD_INPUT
+    report = args.main_report
+    print(f"Predicted (virtual time, from {args.probe}; not measured):\n")
+    print(report.table_markdown)
+    print("\nConclusion:")
+    for paragraph in (report.data.get("conclusion") or {}).get("text") or []:
+        print(paragraph)
+    print("\nWhat if: NUM_PARALLEL\n")
+    print(args.what_if_table)
+    print(f"Predicted in {time.perf_counter() - started:.1f} s. Full report: {os.path.join(run_dir, contract.RESULTS_MD)}")
+    return 0
