@@ -45,6 +45,10 @@ PROG = "ollama-locust predict"
 TICK_S = 1.0  # Locust asks the shape for its target once a second
 WORKER = "predicted"  # the records' worker column
 NUM_CTX = 4096
+# A Locust user's own turnaround between the end of one reply and the send of its next request (its
+# record's bookkeeping and the task loop): ~0.7 ms measured on loopback. Without it a user with think
+# time 0 would send at the very instant its last reply ended, which no real client does.
+TURNAROUND_S = 0.001
 
 
 class PredictError(Exception):
@@ -220,7 +224,7 @@ def simulate(fit: Fit, stages: list[plans.Stage], *, user_class: str = options.D
                 break
             thinking.add(me)
             try:
-                await asyncio.sleep(think_seconds(rng, think[0], think[1], failures))
+                await asyncio.sleep(TURNAROUND_S + think_seconds(rng, think[0], think[1], failures))
             finally:
                 thinking.discard(me)
 

@@ -38,7 +38,8 @@ from ollama_locust.simulator.profiles import PROBE_FORMAT
 
 PROG = "ollama-locust probe"
 CAPPED_TOKENS = 32  # output tokens of the prefill and concurrency requests (num_predict)
-REPLY_SAMPLES = 10  # uncapped requests of the user class's prompts (fewer when time is short)
+REPLY_SAMPLES = 24  # uncapped requests of the user class's prompts, at most (fewer when time is short)
+MIN_REPLY_SAMPLES = 3
 ROUNDS = (2, 4, 8)  # simultaneous streams; 8 only when the 4-stream round took little of the budget
 
 
@@ -194,7 +195,6 @@ class Probe:
         return out
 
     def reply_lengths(self) -> list[int]:
-        conversation = MODELS[self.user_class](self.prompts, self.rng)
         json_format = False
         if self.user_class == "RecipeUser":
             from ollama_locust.scenarios.recipe import request_format
@@ -202,12 +202,16 @@ class Probe:
             json_format = request_format(options.default("recipe_format"))
         client = self.client(0)
         lengths: list[int] = []
+        lone = [r for r in self.records if r["phase"] == "lone" and r["outcome"] == contract.OK]
+        capped_s = _median([r["e2e_ms"] / 1000 for r in lone]) or 1.0
+        rounds = [k for k in ROUNDS if k <= self.max_streams]
+        reserve = capped_s * sum(rounds) * 1.2 + 0.1 * self.max_time_s  # the rounds, one slot at worst
         try:
             for index in range(REPLY_SAMPLES):
                 per_request = _median([r["e2e_ms"] / 1000 for r in self.records if r["phase"] == "replies"]) or 0.0
-                if index >= 3 and self.left() < 0.55 * self.max_time_s + per_request:
-                    self.skipped.append(f"reply lengths: {index} samples of {REPLY_SAMPLES} (time left is for the "
-                                        "concurrency rounds; a longer --max-time gives more)")
+                if index >= MIN_REPLY_SAMPLES and self.left() < reserve + per_request:
+                    self.skipped.append(f"reply lengths: {index} samples of at most {REPLY_SAMPLES} (the time left "
+                                        "is for the concurrency rounds; a longer --max-time gives more)")
                     break
                 messages = [dict(m) for m in MODELS[self.user_class](self.prompts, self.rng).ask()]
                 messages[-1]["content"] = _tagged(messages[-1]["content"])
@@ -218,7 +222,6 @@ class Probe:
                         self._estimate("reply lengths: counted from content chunks (the server reports no eval_count)")
         finally:
             client.close()
-        del conversation
         return lengths
 
     def concurrency(self) -> list[dict]:
