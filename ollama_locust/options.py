@@ -128,10 +128,12 @@ PLANNING_OPTIONS: tuple[Option, ...] = (
            "the probe's effective slot count)", web_ui=False, group="predict"),
     Option("--seed", 0, "predict: seed of the predicted users' choices (prompts, turns, think time, reply lengths)",
            int, web_ui=False, group="predict"),
+    Option("--band", 10, "predict: bootstrap replicates of the probe for the band of the predicted figures (10th-90th "
+           "percentile); 0 = no band", int, web_ui=False, group="predict"),
     Option("--out", "runs", "probe: folder of probe.json; predict: parent folder of the run folder", web_ui=False,
            group="probe, predict"),
 )
-PROBE_ROWS = ("model", "api", "api_key_env", "prompts", "request_timeout", "first_token_timeout")
+PROBE_ROWS = ("model", "api", "api_key_env", "prompts", "num_predict", "request_timeout", "first_token_timeout")
 PREDICT_ROWS = ("steps", "step_time", "settle", "think_time", "num_predict", "prompts", "slo_p95", "slo_ttft_p95",
                 "min_success", "drain_timeout", "stop_on_failure", "label")
 _PLANNING = {option.dest: option for option in PLANNING_OPTIONS}

@@ -25,10 +25,11 @@ import random
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from ollama_locust import contract, options
 from ollama_locust.scenarios import plans, run_folder
+from ollama_locust.scenarios.fit import prompt_tokens, resample
 from ollama_locust.scenarios.prompts import PromptsError, load_prompts
 from ollama_locust.scenarios.record_sink import RecordSink
 from ollama_locust.scenarios.request_metrics import itl_ms, token_arrivals, tokens_per_s
@@ -38,7 +39,6 @@ from ollama_locust.scenarios.timeline import StageTimeline
 from ollama_locust.scenarios.user_model import MODELS, parse_think_time, think_seconds
 from ollama_locust.simulator.profiles import Profile, ProfileFileError, profile_from_probe
 from ollama_locust.simulator.scheduler import Busy, Job, Scheduler
-from ollama_locust.simulator.text import CHAT_TEMPLATE_TOKENS, count_prompt_tokens
 from ollama_locust.simulator.virtual_time import VirtualTimeLoop, virtual_clock
 
 PROG = "ollama-locust predict"
@@ -76,14 +76,17 @@ class Fit:
 
 def read_fit(path: str) -> Fit:
     """The Fit of a probe.json; PredictError (one line) when it cannot be used."""
+    return fit_from_probe(read_probe(path), path)
+
+
+def read_probe(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+            return json.load(handle)
     except OSError as error:
         raise PredictError(f"{path}: cannot read it ({error.strerror or error})") from None
     except ValueError as error:
         raise PredictError(f"{path}: not JSON ({error})") from None
-    return fit_from_probe(data, path)
 
 
 def fit_from_probe(data: dict, source: str = "probe.json") -> Fit:
@@ -103,12 +106,6 @@ def fit_from_probe(data: dict, source: str = "probe.json") -> Fit:
                prompt_token_scale=float(server.get("prompt_token_scale") or 1.0), reply_tokens=replies,
                model=str(target.get("model") or "llama3.2"), api=str(target.get("api") or contract.OLLAMA_CHAT),
                host=str(target.get("host") or ""), source=source)
-
-
-def prompt_tokens(messages: list[dict], scale: float = 1.0) -> int:
-    """The prompt tokens of a chat request, counted as the simulator counts them, times the fitted scale."""
-    counted = sum(count_prompt_tokens(str(m.get("content", ""))) + CHAT_TEMPLATE_TOKENS for m in messages)
-    return max(1, int(round(counted * scale)))
 
 
 @dataclass
@@ -299,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "Writes a run folder like 'ollama-locust step' does (results.md, results.json, plots), "
                      "labelled predicted, and with --num-parallel a what-if table over NUM_PARALLEL values.")
     parser.add_argument("probe", metavar="PROBE.json", help="the probe file written by 'ollama-locust probe'")
-    options.add_planning(parser, options.PREDICT_ROWS, ("user_class", "num_parallel", "seed", "out"),
+    options.add_planning(parser, options.PREDICT_ROWS, ("user_class", "num_parallel", "seed", "band", "out"),
                          aliases={"steps": ("--users",)})
     parser.add_argument("--run-dir", default=None, help="the run folder itself (instead of a new one under --out)")
     return parser
@@ -369,17 +366,77 @@ def what_if(results: dict[int, dict]) -> tuple[str, dict]:
             lines.append(f"| {slots} | {int(users) if isinstance(users, (int, float)) else '?'} | "
                          + " | ".join(_figure(k, step.get(k)) for k, _ in WHAT_IF_KEYS) + f" | {step.get('concurrency_mode') or '–'} |")
     slo = next((r.get("slo") for r in results.values() if r.get("slo")), {}) or {}
-    lines += ["", f"Largest user count meeting the thresholds ({slo.get('rule', 'the report’s thresholds')}):", ""]
+    rule = [f"{what} ≤ {_figure('x_ms', slo[key])}" for key, what in (("p95_ms", "p95"), ("ttft_p95_ms", "TTFT p95"))
+            if isinstance(slo.get(key), (int, float))]
+    if isinstance(slo.get("min_success"), (int, float)):
+        rule.append(f"success ≥ {slo['min_success'] * 100:g} %")
+    lines += ["", f"Largest user count meeting the thresholds ({' and '.join(rule) or 'success only'}):", ""]
     for slots, users in data["largest_users_meeting_slo"].items():
         lines.append(f"- NUM_PARALLEL {slots}: " + (f"{int(users)} users" if isinstance(users, (int, float)) else "none of the steps"))
     return "\n".join(lines) + "\n", data
+
+
+BAND_KEYS = WHAT_IF_KEYS[:5]
+BAND_LOW, BAND_HIGH = 10, 90  # percentiles of the replicates: the band
+
+
+def band(args, data: dict, stages: list[plans.Stage], slots: int, think, prompts) -> tuple[str, dict]:
+    """The band of the predicted figures from the probe's own spread: ``args.band`` predictions, each on a
+    bootstrap replicate of the probe's measurements (``scenarios/fit.resample``) with its own seed; per step
+    and figure the 10th-90th percentile of the replicates, and how often each largest user count met the SLO."""
+    import tempfile
+
+    from ollama_locust import reports, stats
+
+    rng = random.Random(f"band-{args.seed}")
+    figures: dict[int, dict[str, list[float]]] = {}
+    largest: dict[str, int] = {}
+    for replicate in range(args.band):
+        fit = fit_from_probe(resample(data, rng), args.probe)
+        with tempfile.TemporaryDirectory(prefix="ollama-locust-band-") as tmp:
+            prediction = simulate(fit, stages, user_class=args.user_class, num_parallel=slots, think=think,
+                                  seed=args.seed + 1 + replicate, prompts=prompts, num_predict=args.num_predict,
+                                  drain_timeout_s=args.drain_timeout, stop_on_failure=args.stop_on_failure,
+                                  min_success=args.min_success, slo_p95_ms=args.slo_p95 or None,
+                                  slo_ttft_p95_ms=args.slo_ttft_p95 or None, run_dir=tmp)
+            run_folder.write_json(os.path.join(tmp, contract.RUN_FILE), run_info(args, fit, stages, slots, prediction))
+            result = reports.write_report(tmp, plots=False).data
+        for step in result.get("steps") or []:
+            row = figures.setdefault(int(step["users"]), {key: [] for key, _ in BAND_KEYS})
+            for key, _ in BAND_KEYS:
+                if isinstance(step.get(key), (int, float)):
+                    row[key].append(float(step[key]))
+        best = (result.get("conclusion") or {}).get("largest_users_meeting_slo")
+        name = f"{int(best)} users" if isinstance(best, (int, float)) else "none"
+        largest[name] = largest.get(name, 0) + 1
+    out = {"replicates": args.band, "percentiles": [BAND_LOW, BAND_HIGH], "steps": {}, "largest_users_meeting_slo": largest}
+    lines = [f"| Concurrent users | " + " | ".join(label for _, label in BAND_KEYS) + " |", "|---" * (len(BAND_KEYS) + 1) + "|"]
+    for users, row in sorted(figures.items()):
+        cells, data_row = [], {}
+        for key, _ in BAND_KEYS:
+            ordered = sorted(row[key])
+            low, high = stats.percentile(ordered, BAND_LOW), stats.percentile(ordered, BAND_HIGH)
+            data_row[key] = [low, high]
+            cells.append(f"{_figure(key, low)} – {_figure(key, high)}" if low is not None else "–")
+        out["steps"][users] = data_row
+        lines.append(f"| {users} | " + " | ".join(cells) + " |")
+    verdicts = ", ".join(f"{name} in {count} of {args.band}" for name, count in sorted(largest.items(), key=lambda i: -i[1]))
+    lines += ["", f"Largest user count meeting the thresholds over the replicates: {verdicts}."]
+    intro = (f"{args.band} predictions on bootstrap replicates of the probe's requests (its lone requests, each "
+             f"round's stream rates and the reply-length sample drawn again), each with its own seed; per figure "
+             f"the {BAND_LOW}th–{BAND_HIGH}th percentile. The band is the probe's spread and the predictor's own "
+             "sampling, not the server effects the model leaves out (docs/predict.md, Limits).")
+    return intro + "\n\n" + "\n".join(lines) + "\n", out
 
 
 def predict(args) -> tuple[str, dict[int, dict]]:
     """Run the prediction(s) the arguments ask for; returns the main run folder and results per slot count."""
     from ollama_locust import reports
 
-    fit = read_fit(args.probe)
+    data = read_probe(args.probe)
+    fit = fit_from_probe(data, args.probe)
+    if args.band < 0:
+        raise PredictError(f"--band must be 0 or more replicates, got {args.band}")
     try:
         stages = plans.step_plan(plans.parse_users(args.steps), plans.parse_duration(args.step_time, "--step-time"),
                                  plans.parse_duration(args.settle, "--settle"))
@@ -405,11 +462,17 @@ def predict(args) -> tuple[str, dict[int, dict]]:
         results[slots] = report.data
         if slots == main_slots:
             main_report = report
-    table, data = what_if(results)
+    table, what = what_if(results)
     with open(os.path.join(main_dir, contract.WHAT_IF_MD), "w", encoding="utf-8") as handle:
         handle.write("# What if: NUM_PARALLEL (predicted)\n\n" + table)
-    run_folder.write_json(os.path.join(main_dir, contract.WHAT_IF_JSON), data)
+    run_folder.write_json(os.path.join(main_dir, contract.WHAT_IF_JSON), what)
+    args.band_text = None
+    if args.band:
+        args.band_text, band_data = band(args, data, stages, main_slots, think, prompts)
+        run_folder.write_json(os.path.join(main_dir, contract.BAND_JSON), band_data)
     with open(os.path.join(main_dir, contract.RESULTS_MD), "a", encoding="utf-8") as handle:
+        if args.band_text:
+            handle.write(f"\n## Band of the prediction (NUM_PARALLEL {main_slots})\n\n" + args.band_text)
         handle.write("\n## What if: NUM_PARALLEL (predicted)\n\n" + table)
     args.main_report = main_report
     args.what_if_table = table
@@ -438,6 +501,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\nConclusion:")
     for paragraph in (report.data.get("conclusion") or {}).get("text") or []:
         print(paragraph)
+    if args.band_text:
+        print("\nBand of the prediction\n")
+        print(args.band_text)
     print("\nWhat if: NUM_PARALLEL\n")
     print(args.what_if_table)
     print(f"Predicted in {time.perf_counter() - started:.1f} s. Full report: {os.path.join(run_dir, contract.RESULTS_MD)}")

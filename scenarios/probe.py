@@ -32,7 +32,9 @@ import uuid
 
 from ollama_locust import __version__, contract, options
 from ollama_locust.scenarios import plans, preflight, run_folder, secrets
-from ollama_locust.scenarios.prompts import PromptsError, load_prompts, recipe_prompt
+from ollama_locust.scenarios.fit import FitError, fit_server, prompt_tokens, round_facts
+from ollama_locust.scenarios.fit import median as _median
+from ollama_locust.scenarios.prompts import PromptsError, load_prompts
 from ollama_locust.scenarios.user_model import MODELS
 from ollama_locust.simulator.profiles import PROBE_FORMAT
 
@@ -47,17 +49,12 @@ class ProbeError(Exception):
     """The probe cannot go on (one line)."""
 
 
-def _median(values):
-    values = [v for v in values if v is not None and v == v]
-    return statistics.median(values) if values else None
-
-
 class Probe:
     """The measurement: holds the budget, the requests sent and what they measured."""
 
     def __init__(self, host: str, model: str, api: str, *, key: str | None, max_time_s: float, user_class: str,
                  prompts, max_streams: int = 8, request_timeout: float = 300.0, first_token_timeout: float = 120.0,
-                 cold: bool = False, log=print):
+                 cold: bool = False, num_predict: int = 0, log=print):
         self.host, self.model, self.api, self.key = host.rstrip("/"), model, api, key
         self.max_time_s = max_time_s
         self.deadline = time.perf_counter() + max_time_s
@@ -66,6 +63,7 @@ class Probe:
         self.max_streams = max_streams
         self.request_timeout, self.first_token_timeout = request_timeout, first_token_timeout
         self.cold = cold
+        self.num_predict = num_predict  # the users' cap (--num-predict): the reply samples get the same
         self.log = log
         self.requests = 0
         self.records: list[dict] = []
@@ -123,8 +121,8 @@ class Probe:
         if warm.get("outcome") not in ("ok", "skipped"):
             raise ProbeError(f"the warm-up request failed: {warm.get('error') or warm.get('outcome')}")
         lone = self.lone_requests()
-        replies = self.reply_lengths()
         rounds = self.concurrency()
+        replies = self.reply_lengths()
         fit = self.fit(warm, loaded_before, lone, rounds)
         return {
             "format": PROBE_FORMAT,
@@ -200,18 +198,14 @@ class Probe:
             from ollama_locust.scenarios.recipe import request_format
 
             json_format = request_format(options.default("recipe_format"))
-        client = self.client(0)
+        client = self.client(self.num_predict)
         lengths: list[int] = []
-        lone = [r for r in self.records if r["phase"] == "lone" and r["outcome"] == contract.OK]
-        capped_s = _median([r["e2e_ms"] / 1000 for r in lone]) or 1.0
-        rounds = [k for k in ROUNDS if k <= self.max_streams]
-        reserve = capped_s * sum(rounds) * 1.2 + 0.1 * self.max_time_s  # the rounds, one slot at worst
         try:
             for index in range(REPLY_SAMPLES):
                 per_request = _median([r["e2e_ms"] / 1000 for r in self.records if r["phase"] == "replies"]) or 0.0
-                if index >= MIN_REPLY_SAMPLES and self.left() < reserve + per_request:
-                    self.skipped.append(f"reply lengths: {index} samples of at most {REPLY_SAMPLES} (the time left "
-                                        "is for the concurrency rounds; a longer --max-time gives more)")
+                if index >= MIN_REPLY_SAMPLES and self.left() < 1.2 * per_request:
+                    self.skipped.append(f"reply lengths: {index} samples of at most {REPLY_SAMPLES} (--max-time; a "
+                                        "longer one gives more)")
                     break
                 messages = [dict(m) for m in MODELS[self.user_class](self.prompts, self.rng).ask()]
                 messages[-1]["content"] = _tagged(messages[-1]["content"])
@@ -228,10 +222,13 @@ class Probe:
         rounds = []
         lone = [r for r in self.records if r["phase"] == "lone" and r["outcome"] == contract.OK]
         capped_s = _median([r["e2e_ms"] / 1000 for r in lone]) or 1.0
+        tokens = _median([r.get("output_tokens") for r in lone]) or CAPPED_TOKENS
+        replies_s = MIN_REPLY_SAMPLES * capped_s * max(1.0, 150 / tokens)  # kept for the reply samples (~150 tokens)
         for k in ROUNDS:
             if k > self.max_streams:
                 break
-            need = capped_s * k * 1.2  # worst case: one slot, the k requests one after another
+            slots = max([r["started_together"] or 1 for r in rounds] or [1])
+            need = capped_s * math.ceil(k / slots) * 1.2 + replies_s  # the k requests, slots at a time
             if k == 8 and self.left() - need < 0.1 * self.max_time_s:
                 self.skipped.append("8 simultaneous streams: the server is too slow for the time left (--max-time)")
                 break
@@ -248,93 +245,22 @@ class Probe:
 
     # -- the fit ----------------------------------------------------------------------------------
     def fit(self, warm: dict, loaded_before, lone: list[dict], rounds: list[dict]) -> dict:
-        server_side = all(r.get("eval_ms") is not None and r.get("prompt_eval_ms") is not None for r in lone)
-        if server_side:
-            decode = _median([(r["output_tokens"] / (r["eval_ms"] / 1000)) for r in lone if r.get("eval_ms")])
-            tokens = sum(r["prompt_tokens"] or 0 for r in lone)
-            seconds = sum((r["prompt_eval_ms"] or 0) / 1000 for r in lone)
-            prefill = tokens / seconds if seconds > 0 else math.inf
-            overhead = _median([(r["ttft_ms"] - r["prompt_eval_ms"] - (r["load_ms"] or 0)) / 1000 - 1 / decode
-                                for r in lone if r.get("ttft_ms") is not None])
-        else:
-            self._estimate("decode rate: from client timings ((tokens - 1) / (E2E - TTFT)): the server reports no eval_duration")
-            self._estimate("prefill rate and client overhead: fitted to TTFT against prompt tokens (no prompt_eval_duration)")
-            decode = _median([r.get("tokens_per_s") for r in lone])
-            points = [((r.get("prompt_tokens") or r["counted_prompt_tokens"]), r["ttft_ms"] / 1000) for r in lone
-                      if r.get("ttft_ms") is not None]
-            slope, intercept = _line(points)
-            prefill = 1 / slope if slope and slope > 0 else math.inf
-            overhead = max(0.0, (intercept or 0.0) - 1 / decode) if decode else 0.0
-        if not decode or decode <= 0:
-            raise ProbeError("no decode rate could be measured (no request streamed 2 tokens or more)")
-        counted = sum(r["counted_prompt_tokens"] for r in lone)
-        reported = sum(r.get("prompt_tokens") or 0 for r in lone)
-        scale = reported / counted if counted and reported else 1.0
-        if not reported:
-            self._estimate("prompt tokens: the server reports none; the simulator's count is used as it is")
-        slots, beta = fit_concurrency(decode, rounds)
-        if slots is None:
-            slots = 1
-            self._estimate("slots: no concurrency round ran (--max-time too short): 1 assumed")
-        elif rounds and slots >= rounds[-1]["streams"]:
-            self._estimate(f"slots: at least {slots} (every stream of the largest round ran at once)")
-        if beta is None:
-            beta = 1.0
-            self._estimate("beta (batch slowdown): not measured (no round ran two streams at once); 1.0 assumed, "
-                           "i.e. more slots add no total throughput")
-        load_ms = warm.get("load_ms")
-        if load_ms is None:
+        replies = [int(r["output_tokens"]) for r in self.records if r["phase"] == "replies" and r.get("output_tokens")]
+        try:
+            server, estimates = fit_server(lone, rounds, warm.get("load_ms"), replies)
+        except FitError as error:
+            raise ProbeError(str(error)) from None
+        for what in estimates:
+            self._estimate(what)
+        if warm.get("load_ms") is None:
             self._estimate("load time: the warm-up reports no load_duration; taken as 0")
         elif loaded_before:
             self._estimate("load time: the model was loaded already (the warm-up's load time is not a cold load; "
                            "--cold measures one)")
-        replies = [int(r["output_tokens"]) for r in self.records if r["phase"] == "replies" and r.get("output_tokens")]
-        return {
-            "timing_source": "server" if server_side else "client",
-            "decode_tps": round(decode, 4),
-            "prefill_tps": round(prefill, 4) if math.isfinite(prefill) else 1e9,
-            "beta": round(max(0.0, beta), 4),
-            "load_time": round((load_ms or 0.0) / 1000, 4),
-            "num_parallel": int(slots),
-            "reply_tokens": int(_median(replies) or CAPPED_TOKENS),
-            "overhead_s": round(max(0.0, overhead or 0.0), 6),
-            "prompt_token_scale": round(scale, 4),
-        }
+        return server
 
 
 # -- pure pieces (unit-tested) -----------------------------------------------------------------------
-
-def round_facts(k: int, records: list[dict]) -> dict:
-    """One concurrency round: which of ``k`` simultaneous streams started before the first ended, and how
-    fast those decoded (server eval rate when reported, else the client's)."""
-    ok = [r for r in records if r.get("outcome") == contract.OK and r.get("ttft_ms") is not None]
-    out = {"streams": k, "ok": len(ok), "started_together": None, "per_stream_tps": None, "ttft_ms": [], "e2e_ms": []}
-    if not ok:
-        return out
-    first_end = min(r["start_time"] + r["e2e_ms"] / 1000 for r in ok)
-    together = [r for r in ok if r["start_time"] + r["ttft_ms"] / 1000 < first_end]
-    rates = [(r["output_tokens"] / (r["eval_ms"] / 1000)) if r.get("eval_ms") else r.get("tokens_per_s") for r in together]
-    out.update(started_together=len(together), per_stream_tps=_median(rates),
-               ttft_ms=sorted(round(r["ttft_ms"], 3) for r in ok), e2e_ms=sorted(round(r["e2e_ms"], 3) for r in ok))
-    return out
-
-
-def fit_concurrency(decode_tps: float, rounds: list[dict]) -> tuple[int | None, float | None]:
-    """(effective slots, beta) from the rounds: slots = most streams that ran at once; beta by least
-    squares of ``decode_1 / rate_m - 1 = beta (m - 1)`` over the rounds where m > 1 streams shared."""
-    measured = [r for r in rounds if r.get("started_together")]
-    if not measured:
-        return None, None
-    slots = max(r["started_together"] for r in measured)
-    num = den = 0.0
-    for r in measured:
-        m = r["started_together"]
-        if m > 1 and r.get("per_stream_tps"):
-            x = decode_tps / r["per_stream_tps"] - 1
-            num += x * (m - 1)
-            den += (m - 1) ** 2
-    return slots, (num / den if den else None)
-
 
 def show_facts(body: dict) -> dict | None:
     """What /api/show says that matters for capacity, and the KV cache one more slot costs at num_ctx 4096."""
@@ -363,20 +289,7 @@ def show_facts(body: dict) -> dict | None:
             "kv_cache_note": None if kv else "n/a: /api/show lacks the layer/head counts needed"}
 
 
-def _line(points: list[tuple[float, float]]) -> tuple[float | None, float | None]:
-    if len(points) < 2 or len({x for x, _ in points}) < 2:
-        return None, None
-    n = len(points)
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    slope = sum((x - mx) * (y - my) for x, y in points) / sxx
-    return slope, my - slope * mx
-
-
 def _counted(messages: list[dict]) -> int:
-    from ollama_locust.scenarios.predict import prompt_tokens
-
     return prompt_tokens(messages)
 
 
@@ -448,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         probe = Probe(args.host, args.model, args.api, key=preflight.api_key(args.api_key_env), max_time_s=max_time,
                       user_class=args.user_class, prompts=prompts, max_streams=args.max_streams,
                       request_timeout=args.request_timeout, first_token_timeout=args.first_token_timeout,
-                      cold=args.cold)
+                      cold=args.cold, num_predict=args.num_predict)
         data = probe.run()
     except preflight.PreflightError as error:
         print(f"ollama-locust: {error}", file=sys.stderr)  # the line `step` prints for the same target

@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from ollama_locust.scenarios.probe import fit_concurrency, round_facts, show_facts
+from ollama_locust.scenarios.fit import fit_concurrency, round_facts
+from ollama_locust.scenarios.probe import show_facts
 from ollama_locust.scenarios.prompts import load_prompts
 from ollama_locust.scenarios.user_model import StudentChat, think_seconds
 from ollama_locust.simulator.config import ConfigError, config_from_args

@@ -1,9 +1,9 @@
 """The accuracy gate of issue 15, with the simulator as the server (ground truth known): probe it, predict
-1, 2, 4, 8 users x 20 s, run the real step test on the same simulator, and hold every per-step p50, p95,
+1, 2, 4, 8 users x 25 s, run the real step test on the same simulator, and hold every per-step p50, p95,
 TTFT p50, Tokens/s (total) and Req/s within 15 % of the measured, with the same verdict (wait / share)
 and the same largest user count meeting the SLO. Three settings (gate.SETTINGS): one queueing
 (NUM_PARALLEL 1), one sharing (4 slots, beta 0.3), one CPU-like (2 slots, beta 0.95, slow prefill).
-About 2 minutes per setting (the step test is most of it)."""
+About 2.5 minutes per setting (the step test is most of it)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.e2e.predict import gate
 def test_prediction_matches_the_measured_step_test(setting, tmp_path):
     result = gate.run_setting(setting, str(tmp_path))
     print("\n" + gate.table(result))
-    assert result["probe_s"] <= 40 + 2 and result["probe_requests"] <= 40  # bounded: --max-time 40s
+    assert result["probe_s"] <= 45 + 2 and result["probe_requests"] <= 60  # bounded: --max-time 45s
     assert result["largest"][0] == result["largest"][1], gate.table(result)
     assert result["mode"][0] == result["mode"][1], gate.table(result)
     off = [(row["users"], key, round(e * 100)) for row in result["rows"] for key, _ in gate.FIGURES
