@@ -118,6 +118,7 @@ PROBE_FILE = "probe.json"
 WHAT_IF_MD = "what-if.md"
 WHAT_IF_JSON = "what-if.json"
 BAND_JSON = "band.json"
+PREDICTION_CHECK_MD = "predicted-beside-measured.md"  # `step --predict`: the two side by side
 RUN_PREDICTED = "predicted"  # run.json key: true when the run folder was predicted in virtual time, not measured
 
 # Exit codes of every command (`ollama-locust step|report|compare|sim`, and the locust processes the

@@ -130,6 +130,9 @@ PLANNING_OPTIONS: tuple[Option, ...] = (
            int, web_ui=False, group="predict"),
     Option("--band", 10, "predict: bootstrap replicates of the probe for the band of the predicted figures (10th-90th "
            "percentile); 0 = no band", int, web_ui=False, group="predict"),
+    Option("--predict", "", "step: after the run, predict the same plan from this probe.json (in RUN_DIR/predicted/) "
+           "and print the predicted figures beside the measured ones with their relative error", web_ui=False,
+           group="step"),
     Option("--out", "runs", "probe: folder of probe.json; predict: parent folder of the run folder", web_ui=False,
            group="probe, predict"),
 )

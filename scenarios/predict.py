@@ -283,6 +283,36 @@ def _fill_tokens(record: dict, sent: float, times: list[float]) -> None:
     record["token_arrivals"] = token_arrivals(buckets)
 
 
+def beside(measured_json: str, predicted_json: str) -> str:
+    """Per step: measured, predicted and the relative error (predicted / measured - 1) of the key figures."""
+    with open(measured_json, encoding="utf-8") as handle:
+        measured = json.load(handle)
+    with open(predicted_json, encoding="utf-8") as handle:
+        predicted = json.load(handle)
+    by_users = {s.get("users"): s for s in predicted.get("steps") or []}
+    keys = WHAT_IF_KEYS[:5]
+    lines = ["| Concurrent users | " + " | ".join(f"{label} measured / predicted (error)" for _, label in keys) + " |",
+             "|---" * (len(keys) + 1) + "|"]
+    for step in measured.get("steps") or []:
+        other = by_users.get(step.get("users")) or {}
+        cells = []
+        for key, _ in keys:
+            m, p = step.get(key), other.get(key)
+            error = (f" ({(p / m - 1) * 100:+.0f} %)" if isinstance(m, (int, float)) and isinstance(p, (int, float)) and m
+                     else "")
+            cells.append(f"{_figure(key, m)} / {_figure(key, p)}{error}")
+        users = step.get("users")
+        lines.append(f"| {int(users) if isinstance(users, (int, float)) else '?'} | " + " | ".join(cells) + " |")
+    m_best = (measured.get("conclusion") or {}).get("largest_users_meeting_slo")
+    p_best = (predicted.get("conclusion") or {}).get("largest_users_meeting_slo")
+    lines += ["", f"Largest user count meeting the thresholds: measured {_users(m_best)}, predicted {_users(p_best)}."]
+    return "\n".join(lines) + "\n"
+
+
+def _users(value) -> str:
+    return f"{int(value)} users" if isinstance(value, (int, float)) else "none"
+
+
 # -- the command ------------------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):

@@ -109,3 +109,22 @@ def test_four_steps_of_a_minute_up_to_50_users_predict_fast():
 
 def test_profiles_stay_the_simulators():
     assert fit().profile.t1 == PROFILES["gpu-llama3-8b"].t1
+
+
+def test_beside_gives_measured_predicted_and_the_error(tmp_path):
+    step = {"users": 2.0, "p50_ms": 1000.0, "p95_ms": 2000.0, "ttft_p50_ms": 100.0, "tokens_per_s_total": 50.0, "req_per_s": 1.0}
+    measured, predicted = tmp_path / "m.json", tmp_path / "p.json"
+    measured.write_text(json.dumps({"steps": [step], "conclusion": {"largest_users_meeting_slo": 2.0}}))
+    predicted.write_text(json.dumps({"steps": [{**step, "p50_ms": 1100.0}], "conclusion": {"largest_users_meeting_slo": None}}))
+    text = predict.beside(str(measured), str(predicted))
+    assert "| 2 | 1.00 s / 1.10 s (+10 %) | 2.00 s / 2.00 s (+0 %)" in text
+    assert "measured 2 users, predicted none" in text
+
+
+def test_step_refuses_a_bad_probe_before_it_starts(tmp_path, capsys):
+    from ollama_locust import step
+
+    code = step.main(["--sim", "--predict", str(tmp_path / "missing.json"), "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == contract.EXIT_BAD_INPUT and err.startswith("ollama-locust step: --predict ") and "cannot read it" in err
+    assert not any(tmp_path.iterdir())  # nothing ran, no run folder
