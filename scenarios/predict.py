@@ -63,6 +63,7 @@ class Fit:
     num_parallel: int
     overhead_s: float = 0.0  # client send -> server arrival, plus the client's own cost (from the probe)
     prompt_token_scale: float = 1.0  # the server's prompt tokens per token the simulator's counter counts
+    prompt_cache: bool = False  # the server keeps each slot's last prompt: a follow-up prefills only its new tokens
     reply_tokens: dict[str, tuple[int, ...]] = field(default_factory=dict)  # per user class: the probe's sample
     model: str = "llama3.2"
     api: str = contract.OLLAMA_CHAT
@@ -104,6 +105,7 @@ def fit_from_probe(data: dict, source: str = "probe.json") -> Fit:
             replies[name] = tuple(int(n) for n in sample if isinstance(n, (int, float)) and n >= 1)
     return Fit(profile=profile, num_parallel=slots, overhead_s=max(0.0, float(server.get("overhead_s") or 0.0)),
                prompt_token_scale=float(server.get("prompt_token_scale") or 1.0), reply_tokens=replies,
+               prompt_cache=bool(server.get("prompt_cache")),
                model=str(target.get("model") or "llama3.2"), api=str(target.get("api") or contract.OLLAMA_CHAT),
                host=str(target.get("host") or ""), source=source)
 
@@ -157,7 +159,19 @@ def simulate(fit: Fit, stages: list[plans.Stage], *, user_class: str = options.D
         sink.add(record)
         records.append(record)
 
-    async def one_request(rng: random.Random, messages: list[dict]) -> tuple[dict, str]:
+    held: dict[int, int] = {}  # the prompt cache: user -> tokens of its conversation the server holds (LRU order)
+
+    def new_tokens(uid: int, total: int) -> int:
+        """With a prompt cache, the slots hold the last ``slots`` conversations: a follow-up of one of them
+        prefills only what is new; any other prompt evicts the least recently used."""
+        if not fit.prompt_cache:
+            return total
+        cached = held.pop(uid, 0)
+        if uid not in held and len(held) >= slots:
+            held.pop(next(iter(held)))
+        return max(1, total - cached) if cached and cached < total else total
+
+    async def one_request(rng: random.Random, messages: list[dict], uid: int = 0) -> tuple[dict, str]:
         record = {name: None for name in contract.COLUMN_NAMES}
         record.update(request_id=str(uuid.UUID(int=(seed << 64 | next(seq)) & ((1 << 128) - 1), version=4)),
                       api=fit.api, model=fit.model, http_status=0, tokens_estimated=False)
@@ -169,7 +183,8 @@ def simulate(fit: Fit, stages: list[plans.Stage], *, user_class: str = options.D
         else:
             reason = "stop"
         times: list[float] = []
-        job = Job(n_out, prompt_tokens(messages, fit.prompt_token_scale), lambda _job, _i, _c: times.append(now()))
+        total_prompt = prompt_tokens(messages, fit.prompt_token_scale)
+        job = Job(n_out, new_tokens(uid, total_prompt), lambda _job, _i, _c: times.append(now()))
         runner = None
         try:
             if fit.overhead_s:
@@ -192,8 +207,10 @@ def simulate(fit: Fit, stages: list[plans.Stage], *, user_class: str = options.D
             if runner is not None:
                 runner.release()
         done = now()
+        if fit.prompt_cache:
+            held[uid] = total_prompt + len(times)  # the conversation so far, reply included, stays in its slot
         record.update(outcome=contract.OK, http_status=200, e2e_ms=(done - sent) * 1e3, output_tokens=len(times),
-                      prompt_tokens=job.prompt_tokens, done_reason=reason)
+                      prompt_tokens=total_prompt, done_reason=reason)
         _fill_tokens(record, sent, times)
         prefill_end = job.prefill_end if job.prefill_end is not None else handed
         eval_s = (job.last_token or prefill_end) - prefill_end
@@ -212,7 +229,7 @@ def simulate(fit: Fit, stages: list[plans.Stage], *, user_class: str = options.D
         failures = 0
         me = asyncio.current_task()
         while me not in stopping:  # Locust runs a task first, then waits
-            record, reply = await one_request(rng, list(conversation.ask()))
+            record, reply = await one_request(rng, list(conversation.ask()), uid)
             ok = record["outcome"] == contract.OK
             conversation.answered(ok, reply)
             failures = 0 if ok else failures + 1

@@ -40,7 +40,7 @@ from ollama_locust.simulator.profiles import PROBE_FORMAT
 
 PROG = "ollama-locust probe"
 CAPPED_TOKENS = 32  # output tokens of the prefill and concurrency requests (num_predict)
-REPLY_SAMPLES = 24  # uncapped requests of the user class's prompts, at most (fewer when time is short)
+REPLY_SAMPLES = 48  # uncapped requests of the user class's prompts, at most (fewer when time is short)
 MIN_REPLY_SAMPLES = 3
 ROUNDS = (2, 4, 8)  # simultaneous streams; 8 only when the 4-stream round took little of the budget
 
@@ -121,9 +121,11 @@ class Probe:
         if warm.get("outcome") not in ("ok", "skipped"):
             raise ProbeError(f"the warm-up request failed: {warm.get('error') or warm.get('outcome')}")
         lone = self.lone_requests()
+        cache = self.prompt_cache()
         rounds = self.concurrency()
         replies = self.reply_lengths()
         fit = self.fit(warm, loaded_before, lone, rounds)
+        fit["prompt_cache"] = bool(cache.get("cached"))
         return {
             "format": PROBE_FORMAT,
             "tool_version": __version__,
@@ -137,7 +139,7 @@ class Probe:
             "reply_tokens": {self.user_class: replies},
             "warm_up": {**warm, "model_was_loaded": loaded_before},
             "show": show,
-            "measurements": {"lone": [_brief(r) for r in lone], "rounds": rounds,
+            "measurements": {"lone": [_brief(r) for r in lone], "rounds": rounds, "prompt_cache": cache,
                              "replies": [_brief(r) for r in self.records if r["phase"] == "replies"]},
         }
 
@@ -192,6 +194,29 @@ class Probe:
             raise ProbeError("no lone request succeeded: the server answers nothing the probe can measure")
         return out
 
+    def prompt_cache(self) -> dict:
+        """Does the server keep an evaluated prompt (Ollama and llama-server keep each slot's last one)? The
+        same long prompt twice: a cached one is prefilled again in a fraction of the time."""
+        school = list(self.prompts.school)
+        text = _tagged(" ".join(p.text for p in school if p.length == "long") or school[0].text)
+        client = self.client(4)
+        try:
+            pair = [self.send(client, [{"role": "user", "content": text}], "cache") for _ in range(2)]
+        finally:
+            client.close()
+        if any(r["outcome"] != contract.OK or r.get("ttft_ms") is None for r in pair):
+            self._estimate("prompt cache: not measured (a request failed); none assumed")
+            return {"cached": None}
+        server_side = all(r.get("prompt_eval_ms") is not None for r in pair)
+        first, again = ((r["prompt_eval_ms"] for r in pair) if server_side else (r["ttft_ms"] for r in pair))
+        if not server_side:
+            self._estimate("prompt cache: judged from TTFT (no prompt_eval_duration)")
+        cached = again < 0.5 * first if first > 20.0 else None
+        if cached is None:
+            self._estimate("prompt cache: the prefill is too fast to tell; none assumed")
+        return {"cached": cached, "first_ms": round(first, 3), "again_ms": round(again, 3),
+                "from": "prompt_eval_ms" if server_side else "ttft_ms"}
+
     def reply_lengths(self) -> list[int]:
         json_format = False
         if self.user_class == "RecipeUser":
@@ -207,8 +232,8 @@ class Probe:
                     self.skipped.append(f"reply lengths: {index} samples of at most {REPLY_SAMPLES} (--max-time; a "
                                         "longer one gives more)")
                     break
+                # the prompts exactly as the users send them (no tag: a reply's length is the point here)
                 messages = [dict(m) for m in MODELS[self.user_class](self.prompts, self.rng).ask()]
-                messages[-1]["content"] = _tagged(messages[-1]["content"])
                 record = self.send(client, messages, "replies", json_format=json_format)
                 if record["outcome"] in (contract.OK, contract.INVALID) and record.get("output_tokens"):
                     lengths.append(int(record["output_tokens"]))
@@ -223,7 +248,8 @@ class Probe:
         lone = [r for r in self.records if r["phase"] == "lone" and r["outcome"] == contract.OK]
         capped_s = _median([r["e2e_ms"] / 1000 for r in lone]) or 1.0
         tokens = _median([r.get("output_tokens") for r in lone]) or CAPPED_TOKENS
-        replies_s = MIN_REPLY_SAMPLES * capped_s * max(1.0, 150 / tokens)  # kept for the reply samples (~150 tokens)
+        expected = self.num_predict or 150  # a reply's tokens: the users' cap, else a typical answer
+        replies_s = MIN_REPLY_SAMPLES * capped_s * max(1.0, expected / tokens)  # kept for the reply samples
         for k in ROUNDS:
             if k > self.max_streams:
                 break
@@ -311,6 +337,7 @@ def summary(data: dict) -> str:
              f"timings from the {data['timing_source']}",
              f"  prefill {s['prefill_tps']:.0f} prompt tokens/s; decode {s['decode_tps']:.1f} tokens/s (one stream); "
              f"load {s['load_time']:.2f} s",
+             f"  prompt cache: {'yes (a conversation prefills only its new tokens)' if s.get('prompt_cache') else 'not seen'}",
              f"  effective slots (NUM_PARALLEL) {s['num_parallel']}; batch slowdown beta {s['beta']:.2f} "
              f"(per-stream decode with m busy: decode / (1 + beta (m - 1)))"]
     for r in data["measurements"]["rounds"]:

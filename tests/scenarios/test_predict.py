@@ -128,3 +128,15 @@ def test_step_refuses_a_bad_probe_before_it_starts(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == contract.EXIT_BAD_INPUT and err.startswith("ollama-locust step: --predict ") and "cannot read it" in err
     assert not any(tmp_path.iterdir())  # nothing ran, no run folder
+
+
+def test_a_prompt_cache_prefills_only_what_a_follow_up_adds():
+    stages = plans.step_plan([1], 60.0)
+    plain = simulate(fit(prefill_tps=100.0), stages, seed=1)
+    cached = simulate(fit(prefill_tps=100.0, prompt_cache=True), stages, seed=1)
+    first = [r for r in cached.records if r["prompt_tokens"] < 40]  # a conversation's first question
+    later = [r for r in cached.records if r["prompt_tokens"] > 200]
+    assert first and later
+    assert all(r["prompt_eval_ms"] == pytest.approx(r["prompt_tokens"] * 10.0) for r in first)
+    assert all(r["prompt_eval_ms"] < 0.5 * r["prompt_tokens"] * 10.0 for r in later)  # only the new tokens
+    assert all(r["prompt_eval_ms"] == pytest.approx(r["prompt_tokens"] * 10.0) for r in plain.records)

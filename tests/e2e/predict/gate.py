@@ -20,7 +20,7 @@ FIGURES = (("p50_ms", "p50"), ("p95_ms", "p95"), ("ttft_p50_ms", "TTFT p50"), ("
            ("req_per_s", "Req/s"))
 USERS = "1,2,4,8"
 STEP_TIME = "25s"
-PROBE_MAX_TIME = "45s"
+PROBE_MAX_TIME = "60s"
 TOLERANCE = 0.15
 
 
