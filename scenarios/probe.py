@@ -43,6 +43,10 @@ CAPPED_TOKENS = 32  # output tokens of the prefill and concurrency requests (num
 REPLY_SAMPLES = 48  # uncapped requests of the user class's prompts, at most (fewer when time is short)
 MIN_REPLY_SAMPLES = 3
 ROUNDS = (2, 4, 8)  # simultaneous streams; 8 only when the 4-stream round took little of the budget
+LONE_REQUESTS = 6  # 3 prompt lengths, twice
+# Generation requests at most: --cold's unload, the warm-up, the lone requests, the prompt-cache pair, the
+# rounds, the reply samples (the target check's GETs and /api/show come on top). ``requests`` in probe.json.
+MAX_REQUESTS = 1 + 1 + LONE_REQUESTS + 2 + sum(ROUNDS) + REPLY_SAMPLES
 
 
 class ProbeError(Exception):

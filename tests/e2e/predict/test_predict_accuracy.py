@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from ollama_locust.scenarios import probe
 from tests.e2e.predict import gate
 
 
@@ -17,7 +18,7 @@ from tests.e2e.predict import gate
 def test_prediction_matches_the_measured_step_test(setting, tmp_path):
     result = gate.run_setting(setting, str(tmp_path))
     print("\n" + gate.table(result))
-    assert result["probe_s"] <= 60 + 2 and result["probe_requests"] <= 70  # bounded: --max-time 60s, <= 70 requests
+    assert result["probe_s"] <= 60 + 2 and result["probe_requests"] <= probe.MAX_REQUESTS  # bounded: --max-time 60s
     assert result["largest"][0] == result["largest"][1], gate.table(result)
     assert result["mode"][0] == result["mode"][1], gate.table(result)
     off = [(row["users"], key, round(e * 100)) for row in result["rows"] for key, _ in gate.FIGURES

@@ -23,7 +23,7 @@ def test_probe_recovers_the_simulators_timing_within_its_budget(sim, tmp_path, c
     assert elapsed <= 20 + 2  # --max-time bounds it (the last request's timeout is what was left)
     data = json.loads((tmp_path / contract.PROBE_FILE).read_text())
     server = data["server"]
-    assert data["timing_source"] == "server" and data["requests"] <= 70
+    assert data["timing_source"] == "server" and data["requests"] <= probe.MAX_REQUESTS
     assert server["decode_tps"] == pytest.approx(400, rel=0.03)
     assert server["prefill_tps"] == pytest.approx(4000, rel=0.03)
     assert server["num_parallel"] == 2
