@@ -29,7 +29,7 @@ GPU = PROFILES["gpu-llama3-8b"]
 
 def asyncio_run(streams: int, tokens: int) -> float:
     loop = VirtualTimeLoop()
-    sched = Scheduler(profile=GPU, models=["m"], num_parallel=streams, max_queue=8, default_keep_alive=300.0,
+    sched = Scheduler(profile=GPU, models=["m"], num_parallel=streams, max_queue=100000, default_keep_alive=300.0,
                       clock=virtual_clock(loop, 0.0))
     sink: list = []
 

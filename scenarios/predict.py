@@ -273,6 +273,10 @@ def simulate(fit: Fit, stages: list[plans.Stage], *, user_class: str = options.D
         for task in users:
             task.cancel()
         await asyncio.gather(*users, return_exceptions=True)
+        loops = [r._loop_task for r in sched.runners.values() if r._loop_task is not None]
+        for task in loops:  # a decode step still planned when the last user went: nothing is waiting for it
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
 
     started = time.perf_counter()
     try:
