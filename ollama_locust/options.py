@@ -138,7 +138,7 @@ PLANNING_OPTIONS: tuple[Option, ...] = (
 )
 PROBE_ROWS = ("model", "api", "api_key_env", "prompts", "num_predict", "request_timeout", "first_token_timeout")
 PREDICT_ROWS = ("steps", "step_time", "settle", "think_time", "num_predict", "prompts", "slo_p95", "slo_ttft_p95",
-                "min_success", "drain_timeout", "stop_on_failure", "label")
+                "min_success", "drain_timeout", "stop_on_failure", "label", "run_dir")
 _PLANNING = {option.dest: option for option in PLANNING_OPTIONS}
 
 

@@ -351,7 +351,7 @@ def _predict_argv(args, run_dir: str) -> list[str]:
     argv = [args.predict, "--run-dir", os.path.join(run_dir, "predicted"), "--user-class", args.user_class.strip(),
             "--band", "0"]
     for dest in options.PREDICT_ROWS:
-        if dest == "label":
+        if dest in ("label", "run_dir"):
             continue
         value = _load_value(args, dest)
         flag = "--" + dest.replace("_", "-")

@@ -349,7 +349,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("probe", metavar="PROBE.json", help="the probe file written by 'ollama-locust probe'")
     options.add_planning(parser, options.PREDICT_ROWS, ("user_class", "num_parallel", "seed", "band", "out"),
                          aliases={"steps": ("--users",)})
-    parser.add_argument("--run-dir", default=None, help="the run folder itself (instead of a new one under --out)")
     return parser
 
 
@@ -366,7 +365,7 @@ def parse_slots(text: str, fitted: int) -> list[int]:
 def run_info(args, fit: Fit, stages: list[plans.Stage], slots: int, prediction: Prediction) -> dict:
     """run.json of a predicted run: the keys a measured run has (plugin.described) plus the prediction's."""
     slo = {"p95_ms": args.slo_p95 or None, "ttft_p95_ms": args.slo_ttft_p95 or None, "min_success": args.min_success}
-    values = {dest: getattr(args, dest) for dest in options.PREDICT_ROWS}
+    values = {dest: getattr(args, dest) for dest in options.PREDICT_ROWS if dest != "run_dir"}
     p = fit.profile
     return {
         contract.RUN_PREDICTED: True,
