@@ -460,7 +460,7 @@ def band(args, data: dict, stages: list[plans.Stage], slots: int, think, prompts
         name = f"{int(best)} users" if isinstance(best, (int, float)) else "none"
         largest[name] = largest.get(name, 0) + 1
     out = {"replicates": args.band, "percentiles": [BAND_LOW, BAND_HIGH], "steps": {}, "largest_users_meeting_slo": largest}
-    lines = [f"| Concurrent users | " + " | ".join(label for _, label in BAND_KEYS) + " |", "|---" * (len(BAND_KEYS) + 1) + "|"]
+    lines = ["| Concurrent users | " + " | ".join(label for _, label in BAND_KEYS) + " |", "|---" * (len(BAND_KEYS) + 1) + "|"]
     for users, row in sorted(figures.items()):
         cells, data_row = [], {}
         for key, _ in BAND_KEYS:
