@@ -16,6 +16,8 @@ SUBCOMMANDS = {
     "step": ("ollama_locust.step", "main", "run a headless step test and print the results table"),
     "report": ("ollama_locust.reports.cli", "report_main", "turn a run folder into results.md, results.json and plots"),
     "compare": ("ollama_locust.reports.cli", "compare_main", "lay several run folders side by side"),
+    "probe": ("ollama_locust.scenarios.probe", "main", "measure a server briefly and fit the simulator to it (probe.json)"),
+    "predict": ("ollama_locust.scenarios.predict", "main", "predict a step test from a probe.json in virtual time"),
 }
 
 

@@ -124,6 +124,13 @@ LOCUST_CSV_PREFIX = "locust"  # Locust's --csv: locust_stats.csv, locust_stats_h
 LOCUST_HTML_FILE = "locust_report.html"
 LOCUST_LOG_FILE = "locust.log"
 WORKER_LOG_FILE = "worker-{index}.log"
+# Written by `ollama-locust probe` / `predict` (docs/predict.md).
+PROBE_FILE = "probe.json"
+WHAT_IF_MD = "what-if.md"
+WHAT_IF_JSON = "what-if.json"
+BAND_JSON = "band.json"
+PREDICTION_CHECK_MD = "predicted-beside-measured.md"  # `step --predict`: the two side by side
+RUN_PREDICTED = "predicted"  # run.json key: true when the run folder was predicted in virtual time, not measured
 
 # Exit codes of every command (`ollama-locust step|report|compare|sim`, and the locust processes the
 # plugin runs): 0 the run completed (thresholds are findings, not errors).

@@ -125,6 +125,51 @@ RUN_OPTIONS: tuple[Option, ...] = (
 ALL_OPTIONS: tuple[Option, ...] = LOAD_OPTIONS + RUN_OPTIONS
 _BY_DEST = {option.dest: option for option in ALL_OPTIONS}
 
+# The planning commands' own options (`ollama-locust probe`, `ollama-locust predict`; docs/predict.md). They
+# are not Locust options (no LOCUST_* variable, no web UI); both commands also take the rows of
+# PROBE_ROWS / PREDICT_ROWS from the table above, with the same defaults.
+PLANNING_OPTIONS: tuple[Option, ...] = (
+    Option("--host", "http://127.0.0.1:11434", "probe: the server to measure", web_ui=False, group="probe"),
+    Option("--max-time", "3m", "probe: the whole measurement takes at most this long (e.g. 90s, 3m); on a slow "
+           "server it sends fewer requests and says so", web_ui=False, group="probe"),
+    Option("--cold", False, "probe: unload the model first (keep_alive 0) to measure a cold load; without it a "
+           "loaded model is never unloaded", is_flag=True, web_ui=False, group="probe"),
+    Option("--max-streams", 8, "probe: most simultaneous streams of the concurrency measurement (2, 4, then 8 when "
+           "the server is fast enough)", int, web_ui=False, group="probe"),
+    Option("--user-class", DEFAULT_USER_CLASS, "probe: the user class whose prompts give the reply-length sample; "
+           "predict: the user class to predict (StudentUser, RecipeUser, BurstyUser)", web_ui=False,
+           group="probe, predict"),
+    Option("--num-parallel", "", "predict: NUM_PARALLEL values of the what-if table, comma separated (empty: only "
+           "the probe's effective slot count)", web_ui=False, group="predict"),
+    Option("--seed", 0, "predict: seed of the predicted users' choices (prompts, turns, think time, reply lengths)",
+           int, web_ui=False, group="predict"),
+    Option("--band", 10, "predict: bootstrap replicates of the probe for the band of the predicted figures (10th-90th "
+           "percentile); 0 = no band", int, web_ui=False, group="predict"),
+    Option("--predict", "", "step: after the run, predict the same plan from this probe.json (in RUN_DIR/predicted/) "
+           "and print the predicted figures beside the measured ones with their relative error", web_ui=False,
+           group="step"),
+    Option("--out", "runs", "probe: folder of probe.json; predict: parent folder of the run folder", web_ui=False,
+           group="probe, predict"),
+)
+PROBE_ROWS = ("model", "api", "api_key_env", "prompts", "num_predict", "request_timeout", "first_token_timeout")
+PREDICT_ROWS = ("steps", "step_time", "settle", "think_time", "num_predict", "prompts", "slo_p95", "slo_ttft_p95",
+                "min_success", "drain_timeout", "stop_on_failure", "label", "run_dir")
+_PLANNING = {option.dest: option for option in PLANNING_OPTIONS}
+
+
+def add_planning(parser, rows: tuple[str, ...], own: tuple[str, ...], aliases: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Add ``rows`` of the option table and ``own`` planning options to a probe/predict parser, with their defaults."""
+    for dest in (*rows, *own):
+        option = _BY_DEST.get(dest) or _PLANNING[dest]
+        flags = (option.flag, *(aliases or {}).get(dest, ()))
+        if option.is_flag:
+            parser.add_argument(*flags, dest=dest, action="store_true", default=option.default, help=option.help_text)
+            continue
+        kwargs: dict[str, Any] = {"dest": dest, "default": option.default, "type": option.type, "help": option.help_text}
+        if option.choices:
+            kwargs["choices"] = list(option.choices)
+        parser.add_argument(*flags, **kwargs)
+
 
 def register(parser) -> None:
     """Add every option to Locust's argument parser (the ``init_command_line_parser`` hook)."""
@@ -201,6 +246,12 @@ def markdown_table() -> str:
         choices = " (" + " \\| ".join(option.choices) + ")" if option.choices else ""
         lines.append(f"| `{option.flag}` | `{option.env_var}` | `{option.shown_default}` | {'yes' if option.web_ui else 'no'} "
                      f"| {option.help}{choices} |")
+    lines += ["", "The planning commands' own options (`ollama-locust probe`, `ollama-locust predict`; not Locust "
+              "options). probe also takes " + ", ".join(f"`{_BY_DEST[d].flag}`" for d in PROBE_ROWS) + "; predict "
+              "also takes " + ", ".join(f"`{_BY_DEST[d].flag}`" for d in PREDICT_ROWS) + " (`--users` for "
+              "`--steps`) from the table above.", "", "| option | command | default | meaning |", "|---|---|---|---|"]
+    for option in PLANNING_OPTIONS:
+        lines.append(f"| `{option.flag}` | {option.group} | `{option.shown_default}` | {option.help} |")
     return "\n".join(lines) + "\n"
 
 

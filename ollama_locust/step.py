@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "it must not hold a run already")
     parser.add_argument("--fail-on-slo", action="store_true", help=f"exit {EXIT_SLO_FAILED} when a step failed the thresholds")
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    options.add_planning(parser, (), ("predict",))
     options.add_passthrough(parser, skip=OWN_RUN_OPTIONS, aliases={"steps": ("--users",)}, launcher_defaults={
         **{dest: f"default here: {value}" for dest, value in STEP_DEFAULTS.items()},
         **{dest: f"default: {options.default(dest)}; with --sim {value}" for dest, value in SIM_DEFAULTS.items()},
@@ -282,6 +283,7 @@ def run(args, passthrough: list[str]) -> int:
         raise StepError(secrets.url_credentials_error(args.host))
     _resolve_defaults(args)
     _validate(args)
+    _check_predict(args)
     with _simulator(args) as sim:
         host = sim.url if sim is not None else args.host  # None: locust.conf / LOCUST_HOST, else DEFAULT_HOST
         args.sim_url = sim.url if sim is not None else None
@@ -306,6 +308,8 @@ def run(args, passthrough: list[str]) -> int:
     failed = False
     if not args.no_report:
         failed = _report(run_dir)
+        if args.predict:
+            _predicted_beside(args, run_dir)
     if code == EXIT_INTERRUPTED:
         return EXIT_INTERRUPTED
     if code not in (0, 1):  # 1 = Locust saw failed requests: a finding, not an error of the run
@@ -345,6 +349,57 @@ def run_context(args) -> dict:
         # If step dies (kill -9), the master, told by the kernel, stops the simulator after its own end.
         context["stop_with_launcher"] = {"launcher_pid": os.getpid(), "simulator_pid": args.sim_pid}
     return context
+
+
+def _predict_argv(args, run_dir: str) -> list[str]:
+    """`ollama-locust predict`'s arguments for the plan and load options this step test ran with."""
+    argv = [args.predict, "--run-dir", os.path.join(run_dir, "predicted"), "--user-class", args.user_class.strip(),
+            "--band", "0"]
+    for dest in options.PREDICT_ROWS:
+        if dest in ("label", "run_dir"):
+            continue
+        value = _load_value(args, dest)
+        flag = "--" + dest.replace("_", "-")
+        if isinstance(value, bool):
+            argv += [flag] if value else []
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def _check_predict(args) -> None:
+    if not args.predict:
+        return
+    from ollama_locust.scenarios import predict
+
+    if "," in args.user_class.strip(","):
+        raise StepError(f"--predict predicts one user class; --user-class gave {args.user_class}")
+    try:
+        predict.read_fit(args.predict)
+    except predict.PredictError as error:
+        raise StepError(f"--predict {error}") from None
+
+
+def _predicted_beside(args, run_dir: str) -> None:
+    """Predict the plan that just ran from ``--predict PROBE.json`` and print it beside the measured figures."""
+    import io
+
+    from ollama_locust.scenarios import predict
+
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(said):
+            code = predict.main(_predict_argv(args, run_dir))
+    except Exception as error:  # the measured run stands; the prediction is an extra
+        print(f"ollama-locust step: --predict failed: {error}", file=sys.stderr)
+        return
+    if code != 0:
+        return
+    text = predict.beside(os.path.join(run_dir, contract.RESULTS_JSON), os.path.join(run_dir, "predicted", contract.RESULTS_JSON))
+    with open(os.path.join(run_dir, contract.PREDICTION_CHECK_MD), "w", encoding="utf-8") as handle:
+        handle.write(f"# Predicted beside measured\n\nPredicted from `{args.predict}` (run folder `predicted/`).\n\n{text}")
+    print(f"\nPredicted (from {args.predict}) beside measured:\n")
+    print(text)
 
 
 def _report(run_dir: str) -> bool:

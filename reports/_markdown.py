@@ -155,12 +155,19 @@ def server_split_section(a: Analysis) -> list[str]:
 
 def render(a: Analysis, conclusion: dict, plots: list[tuple[str, str]]) -> str:
     run = a.run
-    title = f"# Results: {a.label}"
+    predicted = bool(run.get(contract.RUN_PREDICTED))
+    title = f"# Results (predicted): {a.label}" if predicted else f"# Results: {a.label}"
     meta = []
     for key, name in (("host", "target"), ("model", "model"), ("api", "API"), ("server_version", "server")):
         if run.get(key):
             meta.append(f"{name} `{run[key]}`")
     out = [title, ""]
+    if predicted:
+        source = (run.get("prediction") or {}).get("probe") if isinstance(run.get("prediction"), dict) else None
+        out += [f"**Predicted, not measured**: `ollama-locust predict` ran the user model against the server fitted "
+                f"by `ollama-locust probe`{f' (`{source}`)' if source else ''}, in virtual time. The model does not "
+                "capture thermal throttling, memory pressure or other tenants; a measured step test is the final "
+                "word (docs/predict.md).", ""]
     if meta:
         out += [", ".join(meta) + ".", ""]
     out += [results_table(a), ""]

@@ -61,6 +61,7 @@ def _step_json(step) -> dict:
 def to_json(a: Analysis, conclusion: dict, plots: list[tuple[str, str]]) -> dict:
     return {
         "label": a.label,
+        contract.RUN_PREDICTED: bool(a.run.get(contract.RUN_PREDICTED)),  # true: predicted in virtual time, not measured
         "source": a.source,
         "percentiles": a.percentile_text,
         "metrics": [{"key": m.key, "label": m.label, "unit": m.unit, "how": m.how}

@@ -16,7 +16,8 @@
 All use the client chosen by ``--api`` (one keep-alive connection per user) and report every request
 through ``scenarios.request_report.report_request`` exactly once, also when a stop cuts it short. Weights are
 class attributes (``weight``); pick classes with ``--class-picker`` or by name on the command line.
-Options are read with ``ollama_locust.options.get``, so the users work in library mode too.
+Options are read with ``ollama_locust.options.get``, so the users work in library mode too. What the users
+ask and how long they think is ``scenarios/user_model.py``, which ``ollama-locust predict`` drives too.
 """
 
 from __future__ import annotations
@@ -36,27 +37,15 @@ from ollama_locust import contract
 
 from ollama_locust import options
 from ollama_locust.scenarios.clients import make_client
-from ollama_locust.scenarios.prompts import load_cached, recipe_prompt
+from ollama_locust.scenarios.prompts import load_cached
 from ollama_locust.scenarios.recipe import checker, request_format
 from ollama_locust.scenarios.request_report import report_request
+from ollama_locust.scenarios.user_model import (FAILURE_BACKOFF_S, BurstQuestion, RecipeAsk, StudentChat, parse_think_time,
+                                                think_seconds)
 
 logger = logging.getLogger(__name__)
 
 BURST_MESSAGE = "ollama_locust_burst"
-
-
-def parse_think_time(value) -> tuple[float, float]:
-    """``'S'`` or ``'MIN,MAX'`` seconds -> (min, max). Raises ValueError with a one-line message."""
-    text = str(value).strip()
-    try:
-        parts = [float(part) for part in text.split(",")] if text else []
-    except ValueError:
-        parts = []
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or parts[0] < 0 or parts[1] < parts[0] or not all(math.isfinite(p) for p in parts):
-        raise ValueError(f"--think-time {value!r}: give seconds 'S' or a range 'MIN,MAX' (e.g. 2,8)")
-    return parts[0], parts[1]
 
 
 def check_options(environment) -> None:
@@ -121,20 +110,13 @@ class LLMUser(User):
         if llm is not None:
             llm.close()
 
-    # After a failure (any class) the next request waits at least 0.25 s, doubling up to 2 s while failures
-    # go on, or the server's Retry-After (bounded to 30 s) when longer: a dead, refusing or garbage-answering
-    # target is not hammered in a tight loop (think time 0 included).
-    failure_backoff_s = (0.25, 2.0)
+    # The think time and the failure back-off (user_model.think_seconds; the predictor uses the same).
+    failure_backoff_s = FAILURE_BACKOFF_S
 
     def wait_time(self) -> float:
-        think = random.uniform(self.think_min, self.think_max)
-        failures = getattr(self, "consecutive_failures", 0)
-        if failures:
-            first, cap = self.failure_backoff_s
-            think = max(think, min(cap, first * 2 ** (failures - 1)))
-            llm = getattr(self, "llm", None)
-            think = max(think, getattr(llm, "retry_after", None) or 0.0)  # Retry-After, bounded by the client
-        return think
+        retry_after = getattr(getattr(self, "llm", None), "retry_after", None)  # Retry-After, bounded by the client
+        return think_seconds(random, self.think_min, self.think_max, getattr(self, "consecutive_failures", 0),
+                             retry_after, self.failure_backoff_s)
 
     def ask(self, messages: list[dict], check=None) -> tuple[dict, str]:
         """Send one request, apply the scenario's semantic ``check(text) -> error or None``, report it.
@@ -175,32 +157,17 @@ class StudentUser(LLMUser):
     """A student: multi-turn chat of 3-8 turns growing with the model's replies, thinking in between."""
 
     weight = 3
-    min_turns = 3
-    max_turns = 8
+    min_turns = StudentChat.min_turns
+    max_turns = StudentChat.max_turns
 
     def on_start(self) -> None:
         super().on_start()
-        self.messages: list[dict] = []
-        self.turns_left = 0
-        self.lang = "en"
+        self.chat = StudentChat(self.prompts, random, self.min_turns, self.max_turns)  # user_model.py
 
     @task
     def converse(self) -> None:
-        if self.turns_left <= 0:
-            question = random.choice(self.prompts.school)
-            self.messages = []
-            self.turns_left = random.randint(self.min_turns, self.max_turns)
-            self.lang = question.lang
-            text = question.text
-        else:
-            text = random.choice(self.prompts.followups_for(self.lang))
-        self.messages.append({"role": "user", "content": text})
-        record, reply = self.ask(self.messages)
-        self.turns_left -= 1
-        if record["outcome"] == contract.OK:
-            self.messages.append({"role": "assistant", "content": reply})
-        else:
-            self.messages.pop()  # the question got no answer; the conversation goes on without it
+        record, reply = self.ask(self.chat.ask())
+        self.chat.answered(record["outcome"] == contract.OK, reply)
 
 
 class RecipeUser(LLMUser):
@@ -219,11 +186,11 @@ class RecipeUser(LLMUser):
         # Through an app gateway the app's payload decides the format (the schema is not sent): check only
         # that the reply is a recipe object, as --recipe-format json does.
         self.check = checker(recipe_format if getattr(self.llm, "sends_format", True) else "json")
+        self.recipes = RecipeAsk(self.prompts, random)  # user_model.py
 
     @task
     def cook(self) -> None:
-        recipe = random.choice(self.prompts.recipes)
-        self.ask([{"role": "user", "content": recipe_prompt(recipe)}], check=self.check)
+        self.ask(self.recipes.ask(), check=self.check)
 
 
 # --- bursts -----------------------------------------------------------------------------------------
@@ -276,8 +243,7 @@ class BurstyUser(LLMUser):
         # else every multiple of --burst-period on the wall clock
         burst_shape = options.get(self.environment, "shape") == "burst"
         self.period = 0.0 if burst_shape else float(options.get(self.environment, "burst_period"))
-        short = [p for p in self.prompts.school if p.length == "short"]
-        self.questions = short or list(self.prompts.school)
+        self.question = BurstQuestion(self.prompts, random)  # user_model.py
 
     def wait_time(self) -> float:
         event = _burst_event
@@ -293,4 +259,4 @@ class BurstyUser(LLMUser):
         if not self.armed:  # Locust runs a task before the first wait: the first one only arms the user
             self.armed = True
             return
-        self.ask([{"role": "user", "content": random.choice(self.questions).text}])
+        self.ask(self.question.ask())

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
-from ollama_locust.simulator.profiles import DEFAULT_PROFILE, PROFILES, Profile, with_overrides
+from ollama_locust.simulator.profiles import (DEFAULT_PROFILE, PROFILES, Profile, ProfileFileError, load_profile_file,
+                                              with_overrides)
 
 
 class ConfigError(ValueError):
@@ -34,6 +35,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", str, "address to bind"),
     Setting("port", 11434, int, "port to bind; 0 lets the OS pick a free one", "port"),
     Setting("profile", DEFAULT_PROFILE, str, f"timing profile: {', '.join(PROFILES)}", "profile"),
+    Setting("profile_file", None, str, "serve the server fitted by 'ollama-locust probe' (its probe.json) instead of "
+            "--profile; its slot count is the default of --num-parallel", metavar="PROBE.json"),
     Setting("num_parallel", 1, int, "slots per loaded model (OLLAMA_NUM_PARALLEL)", "int>=1"),
     Setting("max_queue", 512, int, "scheduler queue capacity (OLLAMA_MAX_QUEUE); full -> 503", "int>=0"),
     Setting("keep_alive", "5m", str, "default keep-alive: seconds or a Go duration ('5m'); negative = forever",
@@ -133,11 +136,17 @@ class _SimConfigMethods:
             _check_model_file(self.model_file)  # that llama.cpp can load it is checked at start-up
         elif self.model_file:
             raise ConfigError("--model-file needs --engine llama-cpp (the simulator's own engine uses no model file)")
+        if self.profile_file:
+            try:
+                load_profile_file(self.profile_file)
+            except ProfileFileError as error:
+                raise ConfigError(f"--profile-file {error}") from None
         return self
 
     # Derived values -----------------------------------------------------------------------------
     def timing(self) -> Profile:
-        return with_overrides(PROFILES[self.profile], decode_tps=self.decode_tps, prefill_tps=self.prefill_tps,
+        base = load_profile_file(self.profile_file)[0] if self.profile_file else PROFILES[self.profile]
+        return with_overrides(base, decode_tps=self.decode_tps, prefill_tps=self.prefill_tps,
                               beta=self.beta, load_time=self.load_time)
 
     def model_names(self) -> list[str]:
@@ -266,7 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(argv: list[str]) -> SimConfig:
     """Parse and validate; SystemExit(2) from argparse, ConfigError from validation."""
     ns = build_parser().parse_args(argv)
-    return SimConfig(**vars(ns)).validate()
+    cfg = SimConfig(**vars(ns)).validate()
+    if cfg.profile_file and not any(a == "--num-parallel" or a.startswith("--num-parallel=") for a in argv):
+        from dataclasses import replace
+
+        cfg = replace(cfg, num_parallel=load_profile_file(cfg.profile_file)[1])  # the fitted slot count
+    return cfg
 
 
 def settings_markdown() -> str:

@@ -49,6 +49,53 @@ PROFILES: dict[str, Profile] = {
 DEFAULT_PROFILE = "gpu-llama3-8b"
 
 
+PROBE_FORMAT = "ollama-locust-probe/1"  # probe.json's "format": the fitted server is its "server" object
+
+
+class ProfileFileError(ValueError):
+    """A profile file (probe.json) that cannot be used; the message is one line."""
+
+
+def profile_from_probe(data: dict, source: str = "probe.json") -> tuple[Profile, int]:
+    """The fitted server of a probe.json document: (its Profile, its effective NUM_PARALLEL).
+
+    ``data["server"]`` holds ``decode_tps``, ``prefill_tps``, ``beta``, ``load_time``, ``num_parallel``
+    and ``reply_tokens`` (written by ``ollama-locust probe``). Raises ProfileFileError (one line).
+    """
+    if not isinstance(data, dict) or data.get("format") != PROBE_FORMAT or not isinstance(data.get("server"), dict):
+        raise ProfileFileError(f"{source}: not a probe file (expected \"format\": \"{PROBE_FORMAT}\" and a "
+                               "\"server\" object; write one with 'ollama-locust probe')")
+    server = data["server"]
+    values = {}
+    for key, low in (("decode_tps", 0.0), ("prefill_tps", 0.0), ("beta", -1.0), ("load_time", -1.0)):
+        value = server.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > low or math.isnan(value):
+            raise ProfileFileError(f"{source}: server.{key} must be a number > {low:g}, got {value!r}")
+        values[key] = float(value)
+    slots = server.get("num_parallel")
+    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+        raise ProfileFileError(f"{source}: server.num_parallel must be a whole number >= 1, got {slots!r}")
+    reply = server.get("reply_tokens", 150)
+    reply = int(reply) if isinstance(reply, (int, float)) and not isinstance(reply, bool) and reply >= 1 else 150
+    target = data.get("target") or {}
+    about = f"fitted by ollama-locust probe to {target.get('model', '?')} at {target.get('host', '?')}"
+    return Profile(name="probe", reply_tokens=reply, about=about, **values), slots
+
+
+def load_profile_file(path: str) -> tuple[Profile, int]:
+    """:func:`profile_from_probe` of a file; ProfileFileError when it cannot be read or used."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except OSError as error:
+        raise ProfileFileError(f"{path}: cannot read it ({error.strerror or error})") from None
+    except ValueError as error:
+        raise ProfileFileError(f"{path}: not JSON ({error})") from None
+    return profile_from_probe(data, path)
+
+
 def with_overrides(profile: Profile, *, decode_tps=None, prefill_tps=None, beta=None, load_time=None) -> Profile:
     """The profile with any non-None override applied (the CLI's --decode-tps etc.)."""
     changes = {k: v for k, v in dict(decode_tps=decode_tps, prefill_tps=prefill_tps, beta=beta,

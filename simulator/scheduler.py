@@ -11,6 +11,12 @@ Ollama's two queues (../shared/ollama-api.md, "Scheduling under load"):
 
 Jobs carry an ``emit(job, index, created_at)`` callback that writes the token (the API layer builds
 the bytes), so a decode step is a plain loop of writes with no task switch per token.
+
+Every time the engine reads comes from the scheduler's ``clock`` (:class:`Clock`): ``REAL_CLOCK`` for
+``ollama-locust sim`` (``time.monotonic`` and ``time.time``; steps are kept to the plan by sleeping, then
+polling, then spinning), or a virtual clock (``simulator/virtual_time.py``) for ``ollama-locust predict``,
+where the event loop's time jumps to the next timer and a step is one exact sleep. The timing model is
+the same code either way.
 """
 
 from __future__ import annotations
@@ -32,7 +38,23 @@ DEFAULT_NUM_CTX = 4096
 SPIN = 0.002  # seconds before a planned step when the timer hands over to polling (timer precision)
 SPIN_TIGHT = 0.0003  # seconds of busy-wait (no I/O served) right before a planned step
 SLICE = 0.0005  # seconds of token writes between two turns of the event loop within one step
-_now = time.monotonic  # all engine times; loop.time() is ms-granular under uvloop
+
+
+class Clock:
+    """Where the scheduler's times come from. ``now``: seconds of the engine's monotonic clock (every
+    Job time); ``wall``: unix time (keep-alive deadlines, ``created_at``); ``virtual``: the event loop's
+    time jumps to the next timer (no spinning, a step is one exact sleep)."""
+
+    __slots__ = ("now", "wall", "virtual")
+
+    def __init__(self, now: Callable[[], float], wall: Callable[[], float], virtual: bool = False):
+        self.now = now
+        self.wall = wall
+        self.virtual = virtual
+
+
+#: ``sim``: time.monotonic for every engine time (loop.time() is ms-granular under uvloop), time.time for dates.
+REAL_CLOCK = Clock(time.monotonic, time.time)
 
 
 class Busy(Exception):
@@ -222,14 +244,14 @@ class Runner:
         elif math.isinf(ka):
             self.expires_at = math.inf
         else:
-            self.expires_at = time.time() + ka
+            self.expires_at = self.sched.clock.wall() + ka
             self._expiry = asyncio.get_running_loop().call_later(ka, self.sched.unload, self)
 
     def expiry_wall(self) -> float:
         """expires_at for /api/ps: now + keep_alive while busy, the timer's deadline when idle."""
         if self.expires_at is not None:
             return self.expires_at
-        return math.inf if math.isinf(self.keep_alive) else time.time() + self.keep_alive
+        return math.inf if math.isinf(self.keep_alive) else self.sched.clock.wall() + self.keep_alive
 
     # -- slots ---------------------------------------------------------------------------------
     def slots_free(self) -> bool:
@@ -271,7 +293,7 @@ class Runner:
                 self._admit_waiting()
 
     def _admit(self, job: Job) -> None:
-        job.slot_start = _now()
+        job.slot_start = self.sched.clock.now()
         self.new.append(job)
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.get_running_loop().create_task(self._decode_loop())
@@ -291,7 +313,9 @@ class Runner:
         stats, jit, steps = send_stats.lateness, send_stats.jitter, send_stats.steps
         hist, bucket, nb = stats.hist, stats.BUCKET, stats.N - 1
         prof = self.profile
-        wall_offset = time.time() - _now()
+        _now = self.sched.clock.now
+        exact = self.sched.clock.virtual  # virtual time: a timer fires exactly when due, nothing to spin
+        wall_offset = self.sched.clock.wall() - _now()
         clock = _now()
         await asyncio.sleep(0)  # let jobs admitted in the same tick join the first step
         while self.busy or self.new:
@@ -314,7 +338,9 @@ class Runner:
             duration = stall + step_time(prof, n)
             planned = clock + duration
             delay = planned - _now()
-            if delay > 0:
+            if delay > 0 and exact:
+                await asyncio.sleep(delay)
+            elif delay > 0:
                 # Event-loop timers are ms-granular (uvloop) and wake late under load: sleep to just
                 # before the planned time, then poll the loop (other connections are still served,
                 # so arrivals are read on time) and spin only the last SPIN_TIGHT seconds.
@@ -395,8 +421,10 @@ class Scheduler:
 
     def __init__(self, *, profile: Profile, models: list[str], num_parallel: int, max_queue: int,
                  default_keep_alive: float, strict_queue: bool = False,
-                 runner_factory: Callable[["Scheduler", str, int], Runner] | None = None):
+                 runner_factory: Callable[["Scheduler", str, int], Runner] | None = None,
+                 clock: Clock = REAL_CLOCK):
         self.profile = profile
+        self.clock = clock
         self.runner_factory = runner_factory or Runner  # (scheduler, model, num_ctx) -> a Runner
         self.models = models
         self.num_parallel = num_parallel
@@ -473,7 +501,7 @@ class Scheduler:
                 del self.runners[model]
             raise
         r.loaded = True
-        r.loaded_at = time.time()
+        r.loaded_at = self.clock.wall()
         return r
 
     def unload(self, r: Runner) -> None:

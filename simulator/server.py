@@ -40,7 +40,7 @@ def listening_line(cfg: SimConfig, url: str) -> str:
     if cfg.engine == "llama-cpp":
         return (f"{LISTENING_PREFIX}{url} (engine llama-cpp: model {cfg.model_names()[0]} from {cfg.model_file}, "
                 f"one request at a time; num_parallel {cfg.num_parallel}, max_queue {cfg.max_queue})")
-    return (f"{LISTENING_PREFIX}{url} (profile {cfg.profile}, num_parallel {cfg.num_parallel}, "
+    return (f"{LISTENING_PREFIX}{url} (profile {cfg.profile_file or cfg.profile}, num_parallel {cfg.num_parallel}, "
             f"max_queue {cfg.max_queue})")
 
 

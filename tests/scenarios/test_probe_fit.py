@@ -1,0 +1,82 @@
+"""The probe's fit from its measurements (pure functions), the user model it shares, and sim --profile-file."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from ollama_locust.scenarios.fit import fit_concurrency, round_facts
+from ollama_locust.scenarios.probe import show_facts
+from ollama_locust.scenarios.prompts import load_prompts
+from ollama_locust.scenarios.user_model import StudentChat, think_seconds
+from ollama_locust.simulator.config import ConfigError, config_from_args
+from ollama_locust.simulator.profiles import PROBE_FORMAT
+
+
+def stream(start: float, ttft_ms: float, e2e_ms: float, tokens: int = 32, eval_ms: float | None = None) -> dict:
+    return {"outcome": "ok", "start_time": start, "ttft_ms": ttft_ms, "e2e_ms": e2e_ms, "output_tokens": tokens,
+            "eval_ms": eval_ms, "tokens_per_s": (tokens - 1) * 1000 / (e2e_ms - ttft_ms)}
+
+
+def test_queued_streams_are_not_counted_as_slots():
+    # one slot: the second starts streaming after the first ended
+    one = round_facts(2, [stream(0.0, 20, 340, eval_ms=320), stream(0.0, 350, 670, eval_ms=320)])
+    assert one["started_together"] == 1 and one["per_stream_tps"] == pytest.approx(100)
+    # two slots sharing: both stream at once, slower
+    two = round_facts(2, [stream(0.0, 25, 440, eval_ms=416), stream(0.001, 25, 440, eval_ms=416)])
+    assert two["started_together"] == 2
+    slots, beta = fit_concurrency(100.0, [one, two])
+    assert slots == 2 and beta == pytest.approx(100 / (32 / 0.416) - 1)
+
+
+def test_beta_from_several_rounds_by_least_squares():
+    rounds = [{"streams": 2, "started_together": 2, "per_stream_tps": 100 / 1.3},
+              {"streams": 4, "started_together": 4, "per_stream_tps": 100 / 1.9}]
+    assert fit_concurrency(100.0, rounds) == (4, pytest.approx(0.3))
+    assert fit_concurrency(100.0, [{"streams": 2, "started_together": 1, "per_stream_tps": 100}]) == (1, None)
+    assert fit_concurrency(100.0, []) == (None, None)
+
+
+def test_kv_cache_per_slot_from_the_architecture():
+    body = {"details": {"family": "llama", "parameter_size": "3.2B", "quantization_level": "Q4_K_M"},
+            "model_info": {"general.architecture": "llama", "llama.block_count": 28, "llama.attention.head_count": 24,
+                           "llama.attention.head_count_kv": 8, "llama.embedding_length": 3072,
+                           "llama.context_length": 131072}}
+    facts = show_facts(body)
+    assert facts["kv_cache_bytes_per_slot"] == 28 * 8 * (128 + 128) * 4096 * 2  # 448 MiB at f16
+    assert facts["quantization_level"] == "Q4_K_M" and facts["context_length"] == 131072
+    assert show_facts({"details": {}, "model_info": {}})["kv_cache_bytes_per_slot"] is None
+
+
+def test_student_chat_grows_with_the_replies_and_drops_unanswered_questions():
+    chat = StudentChat(load_prompts(None), random.Random(1))
+    first = list(chat.ask())
+    assert len(first) == 1 and first[0]["role"] == "user"
+    chat.answered(True, "an answer")
+    assert [m["role"] for m in chat.ask()] == ["user", "assistant", "user"]
+    chat.answered(False, "")
+    assert [m["role"] for m in chat.messages] == ["user", "assistant"]
+
+
+def test_think_time_and_back_off():
+    rng = random.Random(0)
+    assert 2.0 <= think_seconds(rng, 2.0, 3.0) <= 3.0
+    assert think_seconds(rng, 0.0, 0.0, failures=1) == 0.25
+    assert think_seconds(rng, 0.0, 0.0, failures=5) == 2.0
+    assert think_seconds(rng, 0.0, 0.0, failures=1, retry_after=7.0) == 7.0
+
+
+def test_sim_serves_the_fitted_server(tmp_path):
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps({"format": PROBE_FORMAT, "server": {"decode_tps": 33.0, "prefill_tps": 300.0, "beta": 0.5,
+                                                                      "load_time": 1.5, "num_parallel": 3}}))
+    cfg = config_from_args(["--profile-file", str(probe)])
+    assert cfg.num_parallel == 3 and cfg.timing().decode_tps == 33.0 and cfg.timing().beta == 0.5
+    assert config_from_args(["--profile-file", str(probe), "--num-parallel", "1"]).num_parallel == 1
+    assert config_from_args(["--profile-file", str(probe), "--decode-tps", "10"]).timing().decode_tps == 10.0
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(ConfigError, match="not a probe file"):
+        config_from_args(["--profile-file", str(bad)])
