@@ -213,9 +213,12 @@ class Runner:
 
     # -- load and unload (a real engine's runner overrides these) ------------------------------
     async def load(self) -> None:
-        """Load the model: the profile's load time."""
-        if self.profile.load_time > 0:
-            await asyncio.sleep(self.profile.load_time)
+        """Load the model: the profile's load time, never less (the loop's timers are ms-granular and may
+        fire a fraction of a millisecond early by the engine's clock)."""
+        now = self.sched.clock.now
+        done_at = now() + self.profile.load_time
+        while (left := done_at - now()) > 0:
+            await asyncio.sleep(left)
 
     def close(self) -> None:
         """The scheduler dropped this runner (keep-alive expiry, reload, unload): free what it holds."""
