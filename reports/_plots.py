@@ -16,13 +16,14 @@ FIGURES = (
 TIME_SPLIT_FILE = ("time_split.png", "Where the time goes (median per step)")
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**kwargs):
+    """A figure on matplotlib's Agg canvas, without pyplot (no global figure state; ~1 s less to import)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _unit(metric) -> str:
@@ -35,7 +36,6 @@ def draw(a: Analysis, out_dir: str) -> list[tuple[str, str]]:
     x_label = "offered rate (requests/s)" if a.rate_run else "concurrent users"
     if not steps:
         return []
-    plt = _pyplot()
     written = []
     for name, title, group, panels in FIGURES:
         series = []
@@ -46,30 +46,33 @@ def draw(a: Analysis, out_dir: str) -> list[tuple[str, str]]:
         if not series:
             continue
         n = len(series) if panels else 1
-        fig, axes = plt.subplots(1, n, figsize=(4 * n if panels else 7, 4), dpi=100, squeeze=False)
+        fig = _figure(figsize=(4 * n if panels else 7, 4), dpi=100)
+        axes = fig.subplots(1, n, squeeze=False)
+        tops = [0.0] * n  # the highest point of each panel: headroom above it, so a flat line is not the frame
         for i, (m, pts) in enumerate(series):
             ax = axes[0][i if panels else 0]
             xs, ys = zip(*pts)
             scale = 1000.0 if m.unit == "ms" else 1.0
             ax.plot(xs, [y / scale for y in ys], marker="o", label=m.label)
+            tops[i if panels else 0] = max(tops[i if panels else 0], max(ys) / scale)
             ax.set_ylabel(_unit(m))
             if panels:
                 ax.set_title(m.label, fontsize=10)
-        for ax in axes[0]:
+        for ax, top in zip(axes[0], tops):
             ax.set_xlabel(x_label)
-            ax.set_ylim(bottom=0)
+            ax.set_ylim(bottom=0, top=top * 1.12 if top > 0 else 1.0)
             ax.grid(alpha=0.3)
             if not panels:
                 ax.legend(fontsize=8, loc="upper left")
         fig.suptitle(title)
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, name))
-        plt.close(fig)
         written.append((name, title))
     split_steps = [s for s in steps if s.time_split]
     if split_steps:
         name, title = TIME_SPLIT_FILE
-        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+        fig = _figure(figsize=(7, 4), dpi=100)
+        ax = fig.subplots()
         labels = [s.users_label for s in split_steps]
         bottom = [0.0] * len(split_steps)
         for key, label, _ in TIME_PARTS:
@@ -82,6 +85,5 @@ def draw(a: Analysis, out_dir: str) -> list[tuple[str, str]]:
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, name))
-        plt.close(fig)
         written.append((name, title))
     return written
