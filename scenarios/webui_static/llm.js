@@ -4,6 +4,9 @@
 // as ./?embed=1 (tab.js), where it tells the parent page its height.
 (function () {
   "use strict";
+
+  // A stage's load as the table's Users cell gives it: "4" (users) or "2 req/s" (an open-loop rate stage).
+  function loadOf(users) { return /req\/s$/.test(String(users)) ? String(users) : users + " users"; }
   var POLL_MS = 2000;
   var embed = new URLSearchParams(location.search).has("embed");
   if (embed) document.body.classList.add("embed");
@@ -147,7 +150,7 @@
     }).join("") + "</div>";
     rows.forEach(function (r, n) {
       html += "<div class=\"split-row\" data-stage=\"" + esc(r.stage) + "\"><span class=\"split-label\">stage " + esc(r.stage) + " · " +
-        esc(r.users) + " users</span><span class=\"split-bar\">" + parts.map(function (p, i) {
+        esc(loadOf(r.users)) + "</span><span class=\"split-bar\">" + parts.map(function (p, i) {
           var ms = +r.split[p.key] || 0;
           return "<span title=\"" + esc(p.label + ": " + ms + " ms") + "\" style=\"width:" + (100 * ms / max) + "%;background:" + SPLIT_COLORS[i] + "\"></span>";
         }).join("") + "</span><span class=\"split-total\">" + Math.round(totals[n]) + " ms</span></div>";
@@ -161,7 +164,7 @@
     var d = last, cur = d.stages.length ? d.stages[d.stages.length - 1] : null;
     document.getElementById("status").textContent =
       (d.state || "?") + " · " + (d.user_count != null ? d.user_count + " users" : "") +
-      (cur ? " · stage " + cur.stage + " (" + cur.users + " users)" : " · no stage yet") +
+      (cur ? " · stage " + cur.stage + " (" + loadOf(cur.users) + ")" : " · no stage yet") +
       " · " + d.recorded + " requests recorded · run folder " + d.run_dir;
     var phase = document.getElementById("phase");
     phase.style.display = d.phase ? "block" : "none";

@@ -379,3 +379,41 @@ def test_llm_routes_respect_web_login(locust_cluster):
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
+
+
+def test_rate_set_in_the_form_and_changed_in_the_llm_tab(sim_process, locust_cluster, browser_page):
+    """Open-loop arrivals from the web UI as a person sets them (issue 18): the start form's "Request rate"
+    field starts a rate stage; the LLM tab's Rate field, inside the viewport, changes it while the test runs and
+    says so; each rate is a stage of its own in stages.csv."""
+    target = sim_process("--profile", "instant", decode_tps=400, num_parallel=8)
+    cluster = locust_cluster(workers=0, extra=["--host", target.url, "--arrival", "constant", "--num-predict", "10"])
+    page = browser_page
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(cluster.url)
+    page.locator("input[name=userCount]").fill("1")
+    page.locator("input[name=spawnRate]").fill("1")
+    fill_custom(page, "rate", "2")
+    page.get_by_role("button", name=re.compile("^start$", re.I)).click()
+    frame = llm_frame(page)
+    wait_for(lambda: (rows := stage_rows(rows_of(frame))) and int(rows[0]["requests"]) >= 4, 30, "the first rate's requests")
+    field = frame.locator("#rate")
+    field.wait_for(state="visible", timeout=10_000)
+    box = field.bounding_box()
+    origin = page.locator("#llm-extra iframe").bounding_box()
+    assert box and origin and 0 <= origin["x"] + box["x"] and origin["x"] + box["x"] + box["width"] <= 1280, (box, origin)
+    assert 0 <= origin["y"] + box["y"] and origin["y"] + box["y"] + box["height"] <= 800, (box, origin)
+    field.fill("6")
+    frame.get_by_role("button", name=re.compile("set rate", re.I)).click()
+    note = frame.locator("#rate-note")
+    wait_for(lambda: "rate 6 req/s: a new stage begins" in (note.text_content() or ""), 10, "the Rate field's answer")
+    wait_for(lambda: len(stage_rows(rows_of(frame))) == 2, 30, "a second stage in the LLM tab")
+    page.screenshot(path=os.path.join(ARTIFACTS, "webui-rate-changed.png"))
+    time.sleep(3)
+    page.locator("header").get_by_role("button", name=re.compile("^stop$", re.I)).click()
+    page.locator("header").get_by_role("button", name=re.compile("^new$", re.I)).wait_for(timeout=30_000)
+    cluster.stop()
+    assert "Traceback" not in cluster.logs(), cluster.logs()[-4000:]
+    stages = read_csv(os.path.join(cluster.run_dir, contract.STAGES_FILE))
+    assert [(s["kind"], float(s["rate"])) for s in stages] == [("rate", 2.0), ("rate", 6.0)], stages
+    records = read_csv(os.path.join(cluster.run_dir, contract.REQUESTS_FILE))
+    assert {r["stage"] for r in records if r["outcome"] == contract.OK} == {"0", "1"}
