@@ -12,10 +12,19 @@ API keys are never options: they are read from the environment variable named by
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from typing import Any
 
 from ollama_locust import contract
+
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Every command's parser: a bad argument is one line and exit 2, no usage dump."""
+
+    def error(self, message: str):
+        self.exit(contract.EXIT_BAD_INPUT, f"{self.prog}: {message} (see --help)\n")
 
 
 @dataclass(frozen=True)

@@ -43,11 +43,6 @@ class StepError(Exception):
     """Bad input for `step` (one line)."""
 
 
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see --help)\n")
-
-
 # What `step` itself decides when the user gave nothing (every other default is the option table's).
 STEP_DEFAULTS = {"shape": "step"}
 # With --sim: a complete test in under 2 minutes with at least 20 requests in every step (a p95 worth
@@ -58,7 +53,7 @@ DEFAULT_HOST = "http://127.0.0.1:11434"  # when neither --host, locust.conf nor 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
+    parser = options.OneLineParser(
         prog="ollama-locust step",
         description="Headless step test: hold 1, 3, 5, 10 ... users in turn (or, with --rates, offer 0.5, 1, 2 ... requests/s open loop), then print the results table. "
         "The load options below are the locustfile's own (same names in locust.conf, LOCUST_* variables and "

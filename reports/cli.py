@@ -13,12 +13,6 @@ from ollama_locust import contract, options
 from ._errors import ReportError
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, like every other error here
-        print(f"{self.prog}: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(contract.EXIT_BAD_INPUT)
-
-
 def _check_thresholds(parser: argparse.ArgumentParser, args) -> None:
     if args.min_success is not None and not 0.0 <= args.min_success <= 1.0:
         parser.error(f"--min-success must be between 0 and 1 (e.g. 0.95), got {args.min_success:g}")
@@ -28,7 +22,7 @@ def _check_thresholds(parser: argparse.ArgumentParser, args) -> None:
 
 
 def _report_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="ollama-locust report",
+    p = options.OneLineParser(prog="ollama-locust report",
                 description="Turn a run folder into results.md, results.json and plots, and print the table.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run folder (ollama-locust step) or a folder of Locust --csv output")
     options.add_report_thresholds(p)
@@ -58,7 +52,7 @@ def report_main(argv: list[str] | None = None) -> int:
 
 
 def compare_main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="ollama-locust compare",
+    p = options.OneLineParser(prog="ollama-locust compare",
                 description="Lay several runs side by side per user count; changes in % are vs the first run.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders; the first is the reference")
     p.add_argument("--out", metavar="FILE", default=None, help="also write the comparison to FILE (markdown)")

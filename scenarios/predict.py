@@ -336,13 +336,8 @@ def _users(value) -> str:
 
 # -- the command ------------------------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(contract.EXIT_BAD_INPUT, f"{PROG}: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Predict a step test from a probe: the user model against the server "
+    parser = options.OneLineParser(prog=PROG, description="Predict a step test from a probe: the user model against the server "
                      "fitted by 'ollama-locust probe', in virtual time (seconds instead of the plan's minutes). "
                      "Writes a run folder like 'ollama-locust step' does (results.md, results.json, plots), "
                      "labelled predicted, and with --num-parallel a what-if table over NUM_PARALLEL values.")

@@ -364,13 +364,8 @@ def summary(data: dict) -> str:
 
 # -- the command ------------------------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(contract.EXIT_BAD_INPUT, f"{PROG}: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Measure a server briefly (bounded by --max-time) and fit the simulator's "
+    parser = options.OneLineParser(prog=PROG, description="Measure a server briefly (bounded by --max-time) and fit the simulator's "
                      "timing model to it: writes OUT/probe.json (replacing one there) for 'ollama-locust predict' and "
                      "'ollama-locust sim --profile-file'.")
     options.add_planning(parser, options.PROBE_ROWS, ("host", "max_time", "cold", "max_streams", "user_class", "out"))
