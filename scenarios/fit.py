@@ -69,6 +69,22 @@ def fit_concurrency(decode_tps: float, rounds: list[dict]) -> tuple[int | None, 
     return slots, (num / den if den else None)
 
 
+def fit_batch_curve(decode_tps: float, rounds: list[dict]) -> list[list]:
+    """The batching curve the rounds measured: ``[[m, decode_1 / rate_m], ...]`` for each number m > 1 of
+    streams that ran at once (the median where two rounds ran m), m ascending, each factor at least the
+    one before (a step with more busy slots does not take less time) and at least 1."""
+    factors: dict[int, list[float]] = {}
+    for r in rounds:
+        m = r.get("started_together")
+        if m and m > 1 and r.get("per_stream_tps"):
+            factors.setdefault(m, []).append(decode_tps / r["per_stream_tps"])
+    curve, floor = [], 1.0
+    for m in sorted(factors):
+        floor = max(floor, median(factors[m]))
+        curve.append([m, round(floor, 4)])
+    return curve
+
+
 def line(points: list[tuple[float, float]]) -> tuple[float | None, float | None]:
     """(slope, intercept) of the least-squares line through ``points``; (None, None) when undefined."""
     if len(points) < 2 or len({x for x, _ in points}) < 2:
@@ -127,6 +143,7 @@ def fit_server(lone: list[dict], rounds: list[dict], load_ms: float | None, repl
         "decode_tps": round(decode, 4),
         "prefill_tps": round(prefill, 4) if math.isfinite(prefill) else 1e9,
         "beta": round(max(0.0, beta), 4),
+        "batch_curve": fit_batch_curve(decode, rounds),
         "load_time": round((load_ms or 0.0) / 1000, 4),
         "num_parallel": int(slots),
         "reply_tokens": int(median(replies) or DEFAULT_REPLY_TOKENS),
@@ -155,7 +172,7 @@ def resample(probe: dict, rng: random.Random) -> dict:
         for key in ("decode_tps", "prefill_tps", "overhead_s", "prompt_token_scale"):
             server[key] = refit[key]
         if any(r.get("started_together", 0) and r["started_together"] > 1 for r in rounds):
-            server["beta"] = refit["beta"]
+            server["beta"], server["batch_curve"] = refit["beta"], refit["batch_curve"]
     replies = {name: [rng.choice(sample) for _ in sample] for name, sample in (probe.get("reply_tokens") or {}).items()
                if sample}
     return {**probe, "server": server, "reply_tokens": replies}

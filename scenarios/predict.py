@@ -64,6 +64,7 @@ class Fit:
     overhead_s: float = 0.0  # client send -> server arrival, plus the client's own cost (from the probe)
     prompt_token_scale: float = 1.0  # the server's prompt tokens per token the simulator's counter counts
     prompt_cache: bool = False  # the server keeps each slot's last prompt: a follow-up prefills only its new tokens
+    cache_beyond_slots: bool = False  # ... and every conversation's, not only the slots' (llama-server --cache-ram)
     reply_tokens: dict[str, tuple[int, ...]] = field(default_factory=dict)  # per user class: the probe's sample
     model: str = "llama3.2"
     api: str = contract.OLLAMA_CHAT
@@ -106,6 +107,7 @@ def fit_from_probe(data: dict, source: str = "probe.json") -> Fit:
     return Fit(profile=profile, num_parallel=slots, overhead_s=max(0.0, float(server.get("overhead_s") or 0.0)),
                prompt_token_scale=float(server.get("prompt_token_scale") or 1.0), reply_tokens=replies,
                prompt_cache=bool(server.get("prompt_cache")),
+               cache_beyond_slots=bool(server.get("prompt_cache_beyond_slots")),
                model=str(target.get("model") or "llama3.2"), api=str(target.get("api") or contract.OLLAMA_CHAT),
                host=str(target.get("host") or ""), source=source)
 
@@ -159,16 +161,19 @@ def simulate(fit: Fit, stages: list[plans.Stage], *, user_class: str = options.D
         sink.add(record)
         records.append(record)
 
-    held: dict[int, int] = {}  # the prompt cache: user -> tokens of its conversation the server holds (LRU order)
+    held: dict[int, int] = {}  # the prompt cache: user -> tokens of its conversation the server holds (LRU order
+    # of taking a slot)
 
-    def new_tokens(uid: int, total: int) -> int:
-        """With a prompt cache, the slots hold the last ``slots`` conversations: a follow-up of one of them
-        prefills only what is new; any other prompt evicts the least recently used."""
+    def new_tokens(uid: int, total: int, n_out: int) -> int:
+        """The prompt tokens a request that takes a slot now prefills. With a prompt cache the slots hold the
+        last ``slots`` conversations (or, kept beyond the slots, every one), each with its reply: a follow-up
+        of one of them prefills only what is new; any other prompt evicts the least recently used."""
         if not fit.prompt_cache:
             return total
         cached = held.pop(uid, 0)
-        if uid not in held and len(held) >= slots:
+        if not fit.cache_beyond_slots and len(held) >= slots:
             held.pop(next(iter(held)))
+        held[uid] = total + n_out  # this conversation, its reply included, is what the slot holds next
         return max(1, total - cached) if cached and cached < total else total
 
     async def one_request(rng: random.Random, messages: list[dict], uid: int = 0) -> tuple[dict, str]:
@@ -184,7 +189,8 @@ def simulate(fit: Fit, stages: list[plans.Stage], *, user_class: str = options.D
             reason = "stop"
         times: list[float] = []
         total_prompt = prompt_tokens(messages, fit.prompt_token_scale)
-        job = Job(n_out, new_tokens(uid, total_prompt), lambda _job, _i, _c: times.append(now()))
+        job = Job(n_out, total_prompt, lambda _job, _i, _c: times.append(now()))
+        job.on_slot = lambda taken: setattr(taken, "prompt_tokens", new_tokens(uid, total_prompt, n_out))
         runner = None
         try:
             if fit.overhead_s:
@@ -207,8 +213,6 @@ def simulate(fit: Fit, stages: list[plans.Stage], *, user_class: str = options.D
             if runner is not None:
                 runner.release()
         done = now()
-        if fit.prompt_cache:
-            held[uid] = total_prompt + len(times)  # the conversation so far, reply included, stays in its slot
         record.update(outcome=contract.OK, http_status=200, e2e_ms=(done - sent) * 1e3, output_tokens=len(times),
                       prompt_tokens=total_prompt, done_reason=reason)
         _fill_tokens(record, sent, times)
@@ -373,6 +377,7 @@ def run_info(args, fit: Fit, stages: list[plans.Stage], slots: int, prediction: 
                                if args.stop_on_failure and prediction.controller.failed_stage is not None else None),
         "prediction": {"probe": os.path.abspath(args.probe), "num_parallel": slots, "fitted_num_parallel": fit.num_parallel,
                        "decode_tps": p.decode_tps, "prefill_tps": p.prefill_tps, "beta": p.beta,
+                       "batch_curve": [list(point) for point in p.batch_curve],
                        "load_time": p.load_time, "overhead_s": fit.overhead_s,
                        "prompt_token_scale": fit.prompt_token_scale, "seed": args.seed,
                        "reply_tokens_sample": len(fit.replies_for(args.user_class)),

@@ -11,7 +11,8 @@ longer fits is skipped and said so):
 3. the user class's own prompts, uncapped: the reply-length distribution (the server's eval counts);
 4. 2, 4 (and 8 when the server is fast) simultaneous capped streams: how many started before the first
    ended (the effective slots: requests queue by whole requests beyond them) and the per-stream decode
-   rate while they shared (the batch slowdown ``beta`` of ``decode = decode_1 / (1 + beta (m - 1))``).
+   rate while they shared: the batching curve (a step with m busy slots lasts ``decode_1 / rate_m`` one-stream
+   steps, ``server.batch_curve``) and its least-squares line ``1 + beta (m - 1)``.
 
 Ollama's own durations are used when the reply has them; else (OpenAI-compatible API, a gateway) client
 timings, and ``probe.json``'s ``estimates`` lists what is then estimated. The fitted server is
@@ -44,9 +45,9 @@ REPLY_SAMPLES = 48  # uncapped requests of the user class's prompts, at most (fe
 MIN_REPLY_SAMPLES = 3
 ROUNDS = (2, 4, 8)  # simultaneous streams; 8 only when the 4-stream round took little of the budget
 LONE_REQUESTS = 6  # 3 prompt lengths, twice
-# Generation requests at most: --cold's unload, the warm-up, the lone requests, the prompt-cache pair, the
-# rounds, the reply samples (the target check's GETs and /api/show come on top). ``requests`` in probe.json.
-MAX_REQUESTS = 1 + 1 + LONE_REQUESTS + 2 + sum(ROUNDS) + REPLY_SAMPLES
+# Generation requests at most: --cold's unload, the warm-up, the lone requests, the prompt-cache pair and its
+# check after the rounds, the rounds, the reply samples (the target check's GETs and /api/show come on top). ``requests`` in probe.json.
+MAX_REQUESTS = 1 + 1 + LONE_REQUESTS + 3 + sum(ROUNDS) + REPLY_SAMPLES
 
 
 class ProbeError(Exception):
@@ -127,9 +128,11 @@ class Probe:
         lone = self.lone_requests()
         cache = self.prompt_cache()
         rounds = self.concurrency()
+        self.cache_beyond_slots(cache, rounds)
         replies = self.reply_lengths()
         fit = self.fit(warm, loaded_before, lone, rounds)
         fit["prompt_cache"] = bool(cache.get("cached"))
+        fit["prompt_cache_beyond_slots"] = bool(cache.get("beyond_slots"))
         return {
             "format": PROBE_FORMAT,
             "tool_version": __version__,
@@ -202,17 +205,13 @@ class Probe:
         """Does the server keep an evaluated prompt (Ollama and llama-server keep each slot's last one)? The
         same long prompt twice: a cached one is prefilled again in a fraction of the time."""
         school = list(self.prompts.school)
-        text = _tagged(" ".join(p.text for p in school if p.length == "long") or school[0].text)
-        client = self.client(4)
-        try:
-            pair = [self.send(client, [{"role": "user", "content": text}], "cache") for _ in range(2)]
-        finally:
-            client.close()
+        self.cache_text = _tagged(" ".join(p.text for p in school if p.length == "long") or school[0].text)
+        pair = [self.cache_request() for _ in range(2)]
         if any(r["outcome"] != contract.OK or r.get("ttft_ms") is None for r in pair):
             self._estimate("prompt cache: not measured (a request failed); none assumed")
             return {"cached": None}
         server_side = all(r.get("prompt_eval_ms") is not None for r in pair)
-        first, again = ((r["prompt_eval_ms"] for r in pair) if server_side else (r["ttft_ms"] for r in pair))
+        first, again = (prefill_ms(r) for r in pair)
         if not server_side:
             self._estimate("prompt cache: judged from TTFT (no prompt_eval_duration)")
         cached = again < 0.5 * first if first > 20.0 else None
@@ -220,6 +219,35 @@ class Probe:
             self._estimate("prompt cache: the prefill is too fast to tell; none assumed")
         return {"cached": cached, "first_ms": round(first, 3), "again_ms": round(again, 3),
                 "from": "prompt_eval_ms" if server_side else "ttft_ms"}
+
+    def cache_request(self) -> dict:
+        client = self.client(4)
+        try:
+            return self.send(client, [{"role": "user", "content": self.cache_text}], "cache")
+        finally:
+            client.close()
+
+    def cache_beyond_slots(self, cache: dict, rounds: list[dict]) -> None:
+        """Does the server keep prompts beyond its slots (llama-server's host-memory cache, ``--cache-ram``) or
+        only each slot's last one (Ollama)? After the rounds, whose fresh prompts went through every slot, the
+        cache phase's long prompt once more: prefilled in a fraction of its first time, it was kept."""
+        cache["beyond_slots"] = None
+        if not cache.get("cached"):
+            return
+        slots = max((r.get("started_together") or 0 for r in rounds), default=0)
+        if not slots or slots >= max(r["streams"] for r in rounds):
+            self._estimate("prompt cache beyond the slots: not measured (no round ran more streams than the "
+                           "slots); only the slots' last conversations assumed")
+            return
+        if self.left() < 1.5 * cache["first_ms"] / 1000:
+            self.skipped.append("prompt cache beyond the slots: not enough time left (--max-time); only the slots' "
+                                "last conversations assumed")
+            return
+        record = self.cache_request()
+        if record["outcome"] != contract.OK or record.get("ttft_ms") is None:
+            return
+        after = prefill_ms(record)
+        cache.update(beyond_slots=after < 0.5 * cache["first_ms"], after_rounds_ms=round(after, 3))
 
     def reply_lengths(self) -> list[int]:
         json_format = False
@@ -323,6 +351,11 @@ def _counted(messages: list[dict]) -> int:
     return prompt_tokens(messages)
 
 
+def prefill_ms(record: dict) -> float:
+    """A request's prefill time: the server's prompt eval duration, else its TTFT."""
+    return record["prompt_eval_ms"] if record.get("prompt_eval_ms") is not None else record["ttft_ms"]
+
+
 def _tagged(text: str) -> str:
     """A fresh tag in front, so a server's prompt cache cannot hold the prompt (as the preflight does)."""
     return f"({uuid.uuid4().hex[:8]}) {text}"
@@ -334,6 +367,25 @@ def _brief(record: dict) -> dict:
     return {k: record.get(k) for k in keys}
 
 
+def cache_words(server: dict) -> str:
+    if not server.get("prompt_cache"):
+        return "not seen"
+    scope = ("every conversation, beyond the slots" if server.get("prompt_cache_beyond_slots")
+             else "each slot's last conversation")
+    return f"yes, {scope} (a follow-up prefills only its new tokens)"
+
+
+def batching(server: dict) -> str:
+    """The fitted batching curve in words: how long a decode step with m busy slots lasts."""
+    curve = server.get("batch_curve") or []
+    if not curve:
+        return (f"batch slowdown beta {server['beta']:.2f} (a step with m busy slots lasts 1 + beta (m - 1) "
+                "one-stream steps)")
+    points = ", ".join(f"{factor:.2f}x with {m}" for m, factor in curve)
+    return (f"a decode step with m busy slots lasts {points} (one stream's step = 1x; straight lines between, "
+            f"least-squares beta {server['beta']:.2f})")
+
+
 def summary(data: dict) -> str:
     s = data["server"]
     lines = [f"probe of {data['target']['model']} at {data['target']['host']} ({data['target']['api']}): "
@@ -341,9 +393,8 @@ def summary(data: dict) -> str:
              f"timings from the {data['timing_source']}",
              f"  prefill {s['prefill_tps']:.0f} prompt tokens/s; decode {s['decode_tps']:.1f} tokens/s (one stream); "
              f"load {s['load_time']:.2f} s",
-             f"  prompt cache: {'yes (a conversation prefills only its new tokens)' if s.get('prompt_cache') else 'not seen'}",
-             f"  effective slots (NUM_PARALLEL) {s['num_parallel']}; batch slowdown beta {s['beta']:.2f} "
-             f"(per-stream decode with m busy: decode / (1 + beta (m - 1)))"]
+             f"  prompt cache: {cache_words(s)}",
+             f"  effective slots (NUM_PARALLEL) {s['num_parallel']}; " + batching(s)]
     for r in data["measurements"]["rounds"]:
         rate = f"{r['per_stream_tps']:.1f}" if r.get("per_stream_tps") else "n/a"
         lines.append(f"  {r['streams']} streams: {r['started_together']} ran at once, {rate} tokens/s each")

@@ -368,7 +368,8 @@ class App:
 
     async def _generation(self, req: Request, conn: Conn, kind: str) -> None:
         # Ollama's durations count from the start of its handler (checkpointStart); the truth log's
-        # arrival is when the request's bytes were read, before this handler task first ran.
+        # arrival is when the request's bytes were read, before this handler task first ran, or, for a
+        # request already waiting when its connection was accepted, when they reached the machine.
         arrival = time.monotonic()
         wall = time.time() - arrival  # monotonic -> unix time
         arrival_wall = wall + (req.arrived or arrival)

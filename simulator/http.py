@@ -15,6 +15,8 @@ import time
 from email.utils import formatdate
 from typing import Awaitable, Callable
 
+from ollama_locust import receive_stamps
+
 REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
            413: "Request Entity Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
 MAX_HEADER = 64 * 1024
@@ -99,7 +101,7 @@ class Conn(asyncio.Protocol):
         self.on_open, self.on_close = on_open, on_close
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
-        self.buf_since = 0.0  # time.monotonic() when the bytes at the head of buf were read
+        self.buf_since = 0.0  # time.monotonic() when the bytes at the head of buf arrived; 0: none yet
         self.task: asyncio.Task | None = None
         self.closed = False
         self.close_after = False
@@ -117,6 +119,10 @@ class Conn(asyncio.Protocol):
                 self.fd = sock.fileno()
             except (OSError, AttributeError):
                 pass
+            # A request already waiting when a flood of new connections is accepted late arrived when its
+            # bytes reached the machine (the kernel's stamp, read by a peek), not when this loop got to it.
+            if receive_stamps.enable(sock):
+                self.buf_since = receive_stamps.waiting_since(self.fd) or 0.0
         self.sockname = transport.get_extra_info("sockname")
         if self.on_open:
             self.on_open(self)
@@ -130,9 +136,10 @@ class Conn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if not self.buf:
-            # A request arrives when its first bytes are read, not when its handler task first runs
-            # (a later turn of the event loop): the truth log's TTFT starts here.
-            self.buf_since = time.monotonic()
+            # A request arrives when its first bytes are read (or, waiting at the accept, reached the
+            # machine), not when its handler task first runs (a later turn of the event loop): the
+            # truth log's TTFT starts here.
+            self.buf_since = self.buf_since or time.monotonic()
         self.buf += data
         if self.task is None:
             self._next_request()
@@ -181,7 +188,8 @@ class Conn(asyncio.Protocol):
                 return None
             body, stop = bytes(buf[start:start + length]), start + length
         del buf[:stop]
-        arrived, self.buf_since = self.buf_since, time.monotonic()  # a pipelined next request: read now
+        # a pipelined next request was read now; with nothing left, the next bytes date the next one
+        arrived, self.buf_since = self.buf_since, (time.monotonic() if buf else 0.0)
         return Request(method, target, version, headers, body, arrived)
 
     def _done(self, task: asyncio.Task) -> None:

@@ -2,8 +2,8 @@
 
 Nothing here does I/O or reads a clock. The server (``scheduler.py``) only executes what these
 functions say: how long a model load takes, how long a prompt's prefill stalls the batch, and how
-long one decode step lasts when ``n`` slots are busy (``t1 · (1 + β (n − 1))``, one token per busy
-slot per step). ``plan_single`` is the plan for a request that runs alone, used by the docs and tests.
+long one decode step lasts when ``n`` slots are busy (``t1 · (1 + β (n − 1))``, or a measured batching
+curve, one token per busy slot per step). ``plan_single`` is the plan for a request that runs alone, used by the docs and tests.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ class Profile:
     load_time: float  # seconds to load the model into memory
     reply_tokens: int  # typical length of a long (recipe-sized) answer
     about: str
+    #: measured batching curve: (busy slots m >= 2, step time with m busy / t1), m ascending, as a probe
+    #: measured it; empty: the line 1 + beta (m - 1). See :func:`step_factor`.
+    batch_curve: tuple[tuple[int, float], ...] = ()
 
     @property
     def t1(self) -> float:
@@ -75,11 +78,31 @@ def profile_from_probe(data: dict, source: str = "probe.json") -> tuple[Profile,
     slots = server.get("num_parallel")
     if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
         raise ProfileFileError(f"{source}: server.num_parallel must be a whole number >= 1, got {slots!r}")
+    values["batch_curve"] = _batch_curve(server.get("batch_curve"), source)
     reply = server.get("reply_tokens", 150)
     reply = int(reply) if isinstance(reply, (int, float)) and not isinstance(reply, bool) and reply >= 1 else 150
     target = data.get("target") or {}
     about = f"fitted by ollama-locust probe to {target.get('model', '?')} at {target.get('host', '?')}"
     return Profile(name="probe", reply_tokens=reply, about=about, **values), slots
+
+
+def _batch_curve(value, source: str) -> tuple[tuple[int, float], ...]:
+    """probe.json's optional ``server.batch_curve`` ([[m, factor], ...]) as Profile.batch_curve."""
+    if value is None:
+        return ()
+    problem = f"{source}: server.batch_curve must be a list of [busy slots >= 2, step factor >= 1], got {value!r}"
+    if not isinstance(value, list):
+        raise ProfileFileError(problem)
+    curve = []
+    for point in value:
+        if (not isinstance(point, list) or len(point) != 2 or isinstance(point[0], bool) or not isinstance(point[0], int)
+                or point[0] < 2 or isinstance(point[1], bool) or not isinstance(point[1], (int, float))
+                or not point[1] >= 1 or math.isinf(point[1])):
+            raise ProfileFileError(problem)
+        curve.append((point[0], float(point[1])))
+    if [m for m, _ in curve] != sorted({m for m, _ in curve}):
+        raise ProfileFileError(problem)
+    return tuple(curve)
 
 
 def load_profile_file(path: str) -> tuple[Profile, int]:
@@ -97,17 +120,41 @@ def load_profile_file(path: str) -> tuple[Profile, int]:
 
 
 def with_overrides(profile: Profile, *, decode_tps=None, prefill_tps=None, beta=None, load_time=None) -> Profile:
-    """The profile with any non-None override applied (the CLI's --decode-tps etc.)."""
+    """The profile with any non-None override applied (the CLI's --decode-tps etc.); a given beta replaces
+    a measured batching curve."""
     changes = {k: v for k, v in dict(decode_tps=decode_tps, prefill_tps=prefill_tps, beta=beta,
                                      load_time=load_time).items() if v is not None}
+    if beta is not None:
+        changes["batch_curve"] = ()
     return replace(profile, **changes) if changes else profile
+
+
+def step_factor(profile: Profile, busy: int) -> float:
+    """How many times one stream's step a decode step with ``busy`` (>= 1) slots lasts.
+
+    Without a measured curve, the line ``1 + beta (busy - 1)``. With one (the probe's rounds), straight
+    lines between its points, starting at (1, 1); past its last point, the last segment's slope goes on.
+    A real server's curve is seldom a line: llama-server on one CPU thread, Gemma 3 270M, measured 1.78×
+    at 2 streams and 2.55× at 4 (docs/predict.md), which no single beta fits at both.
+    """
+    curve = profile.batch_curve
+    if not curve:
+        return 1.0 + profile.beta * (busy - 1)
+    below = (1, 1.0)
+    for point in curve:
+        if busy <= point[0]:
+            (m0, f0), (m1, f1) = below, point
+            return f0 + (f1 - f0) * (busy - m0) / (m1 - m0)
+        below = point
+    (m0, f0), (m1, f1) = (curve[-2] if len(curve) > 1 else (1, 1.0)), curve[-1]
+    return f1 + (f1 - f0) / (m1 - m0) * (busy - m1)
 
 
 def step_time(profile: Profile, busy: int) -> float:
     """Seconds for one decode step with ``busy`` slots generating (one token each)."""
     if busy <= 0:
         return 0.0
-    return profile.t1 * (1.0 + profile.beta * (busy - 1))
+    return profile.t1 * step_factor(profile, busy)
 
 
 def prefill_time(profile: Profile, prompt_tokens: int) -> float:

@@ -76,7 +76,7 @@ class Job:
 
     __slots__ = ("n_out", "prompt_tokens", "emit", "finish", "slot_start", "prefill_s", "prefill_end",
                  "first_token", "last_token", "lateness", "sent", "stall_at", "stall_s", "stall_until", "fault_at",
-                 "fault_fn", "done", "closed")
+                 "fault_fn", "done", "closed", "on_slot")
 
     def __init__(self, n_out: int, prompt_tokens: int, emit: Callable[["Job", int, bytes], None]):
         self.n_out = n_out
@@ -94,6 +94,9 @@ class Job:
         self.fault_fn: Callable[["Job"], None] | None = None
         self.done = False
         self.closed = False  # set by the API layer when the transport went away
+        #: called with the job when it takes a slot, before its prefill is planned (the predictor's prompt
+        #: cache: what a slot holds is decided in the order requests get slots, not the order they arrive)
+        self.on_slot: Callable[["Job"], None] | None = None
 
 
 class Histogram:
@@ -297,6 +300,8 @@ class Runner:
 
     def _admit(self, job: Job) -> None:
         job.slot_start = self.sched.clock.now()
+        if job.on_slot is not None:
+            job.on_slot(job)
         self.new.append(job)
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.get_running_loop().create_task(self._decode_loop())
@@ -362,7 +367,7 @@ class Runner:
             clock = planned
             if active:
                 steps.record(_now() - planned)
-            created = created_at(planned + wall_offset)
+            created = b"" if exact else created_at(planned + wall_offset)  # virtual time: nobody reads it
             finished = None
             sent_before = stats.count
             # instant profile (no plan to keep): whole steps, as fast as the machine goes

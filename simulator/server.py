@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
+from ollama_locust import receive_stamps
 from ollama_locust.simulator.api import App
 from ollama_locust.simulator.config import SimConfig
 from ollama_locust.simulator.http import Conn
@@ -65,6 +66,8 @@ async def serve(cfg: SimConfig, stop: asyncio.Event, ready: Callable[[str], None
     except BaseException:
         app.close()
         raise
+    for listener in server.sockets:  # the kernel stamps arriving packets from now on (simulator/http.py)
+        receive_stamps.enable(listener)
     try:
         port = server.sockets[0].getsockname()[1]
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host

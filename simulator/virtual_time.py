@@ -34,7 +34,9 @@ class _JumpingSelector(selectors.DefaultSelector):
         self.loop: "VirtualTimeLoop | None" = None
 
     def select(self, timeout=None):
-        events = super().select(0)
+        # Only the loop's own wake-up pipe registered (a prediction has no sockets): nothing to poll, as
+        # call_soon_threadsafe queues its callback before it writes to the pipe.
+        events = super().select(0) if len(self.get_map()) > 1 else []
         if events or timeout == 0:
             return events
         if timeout is None:

@@ -17,8 +17,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket as _stdlib_socket
-import struct
-import sys
 import time
 from urllib.parse import urlsplit
 
@@ -28,17 +26,11 @@ import gevent.ssl
 from geventhttpclient._parser import HTTPParseError
 from geventhttpclient.response import HTTPResponse
 
+from ollama_locust import receive_stamps
+
 RECV_SIZE = 65536
 MAX_HEADER_BYTES = 64 * 1024  # a status line and headers longer than this: an http_error (memory stays bounded)
 
-# Kernel receive timestamps (Linux SO_TIMESTAMPNS): the time a packet reached the machine, so a busy
-# load generator (1000 streams on one hub) does not add its own queueing to TTFT and E2E.
-_SOL_SOCKET = _stdlib_socket.SOL_SOCKET
-_SO_TIMESTAMPNS = getattr(_stdlib_socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else 0)
-_TIMESPEC = struct.Struct("@qq")
-_CMSG_SPACE = _stdlib_socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(_stdlib_socket, "CMSG_SPACE") else 0
-if not _CMSG_SPACE:
-    _SO_TIMESTAMPNS = 0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
@@ -218,13 +210,7 @@ class Connection:
             sock.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        self._stamped = False
-        if _SO_TIMESTAMPNS and self.scheme == "http" and self.kernel_timestamps:
-            try:
-                sock.setsockopt(_SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-                self._stamped = True
-            except OSError:
-                pass
+        self._stamped = self.scheme == "http" and self.kernel_timestamps and receive_stamps.enable(sock)
         if self.scheme == "https":
             context = gevent.ssl.create_default_context()
             try:
@@ -323,21 +309,11 @@ def _recv(sock, stamped: bool, offset: float) -> tuple[bytes, float]:
     if not stamped:
         data = sock.recv(RECV_SIZE)
         return data, time.perf_counter()
-    data, ancillary, _flags, _addr = sock.recvmsg(RECV_SIZE, _CMSG_SPACE)
+    data, ancillary, _flags, _addr = sock.recvmsg(RECV_SIZE, receive_stamps.CMSG_SPACE)
     now = time.perf_counter()
-    stamp = _stamp(ancillary, offset, now)
-    return data, now if stamp is None else stamp
-
-
-def _stamp(ancillary, offset: float, now: float) -> float | None:
-    """The kernel receive timestamp in ``ancillary`` as perf_counter time; None when there is none."""
-    for level, kind, value in ancillary:
-        if level == _SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
-            seconds, nanos = _TIMESPEC.unpack_from(value)
-            stamp = seconds + nanos * 1e-9 - offset
-            if now - 60.0 < stamp <= now:  # 0 = no stamp on that packet
-                return stamp
-    return None
+    unix = receive_stamps.unix_stamp(ancillary)
+    stamp = None if unix is None else unix - offset
+    return data, stamp if stamp is not None and now - 60.0 < stamp <= now else now
 
 
 def _close(sock) -> None:

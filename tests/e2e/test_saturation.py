@@ -65,6 +65,9 @@ def test_new_users_first_requests_are_timed_from_their_write(tmp_path, sim_proce
     kept = [s for (r, _), s in zip(pairs, send) if not r["connect_ms"]]
     new = [s for (r, _), s in zip(pairs, send) if r["connect_ms"]]
     assert statistics.median(kept) < 10.0
+    # a request already waiting when the simulator accepted its connection late is dated by the kernel's
+    # receive stamp (simulator/http.py): p50 0.0 ms on a quiet machine, where the late read gave 18-31 ms
+    assert statistics.median(new) < 5.0, sorted(new)[len(new) // 2:][:5]
     within = sum(1 for a, b in zip(ttft_err, e2e_err) if abs(a) < 5 and abs(b) < 5)
     print(f"\n1->256: {len(pairs)} requests; TTFT and E2E within 5 ms of the truth log: {within}"
           f" ({within / len(pairs):.1%}); send lag (simulator read - client write) new connections p50"

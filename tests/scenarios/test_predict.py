@@ -140,3 +140,16 @@ def test_a_prompt_cache_prefills_only_what_a_follow_up_adds():
     assert all(r["prompt_eval_ms"] == pytest.approx(r["prompt_tokens"] * 10.0) for r in first)
     assert all(r["prompt_eval_ms"] < 0.5 * r["prompt_tokens"] * 10.0 for r in later)  # only the new tokens
     assert all(r["prompt_eval_ms"] == pytest.approx(r["prompt_tokens"] * 10.0) for r in plain.records)
+
+
+def test_a_cache_beyond_the_slots_keeps_every_conversation():
+    # one slot, two students taking turns: a slot-only cache (Ollama) holds the other's conversation, so each
+    # follow-up prefills its whole conversation again; llama-server's host-memory cache (--cache-ram) keeps both
+    stages = plans.step_plan([2], 60.0)
+    slot_only = simulate(fit(prefill_tps=100.0, prompt_cache=True), stages, seed=1)
+    beyond = simulate(fit(prefill_tps=100.0, prompt_cache=True, prompt_cache_beyond_slots=True), stages, seed=1)
+    later = [r for r in beyond.records if r["outcome"] == contract.OK and r["prompt_tokens"] > 200]
+    assert later and all(r["prompt_eval_ms"] < 0.5 * r["prompt_tokens"] * 10.0 for r in later)
+    # in the order the requests took the slot, not the order they arrived (the other student's was in it)
+    ok = [r for r in slot_only.records if r["outcome"] == contract.OK]
+    assert ok and all(r["prompt_eval_ms"] == pytest.approx(r["prompt_tokens"] * 10.0) for r in ok)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 
 import pytest
 
-from ollama_locust.scenarios.fit import fit_concurrency, round_facts
+from ollama_locust.scenarios.fit import fit_batch_curve, fit_concurrency, round_facts
 from ollama_locust.scenarios.probe import show_facts
 from ollama_locust.scenarios.prompts import load_prompts
 from ollama_locust.scenarios.user_model import StudentChat, think_seconds
 from ollama_locust.simulator.config import ConfigError, config_from_args
-from ollama_locust.simulator.profiles import PROBE_FORMAT
+from ollama_locust.simulator.profiles import PROBE_FORMAT, PROFILES, ProfileFileError, profile_from_probe, step_factor
 
 
 def stream(start: float, ttft_ms: float, e2e_ms: float, tokens: int = 32, eval_ms: float | None = None) -> dict:
@@ -37,6 +38,36 @@ def test_beta_from_several_rounds_by_least_squares():
     assert fit_concurrency(100.0, rounds) == (4, pytest.approx(0.3))
     assert fit_concurrency(100.0, [{"streams": 2, "started_together": 1, "per_stream_tps": 100}]) == (1, None)
     assert fit_concurrency(100.0, []) == (None, None)
+
+
+def test_the_batching_curve_is_what_the_rounds_measured():
+    # llama-server on one CPU thread (docs/predict.md): a 2-stream step costs relatively more than a line allows
+    rounds = [{"streams": 2, "started_together": 2, "per_stream_tps": 100 / 1.8},
+              {"streams": 4, "started_together": 4, "per_stream_tps": 100 / 2.8},
+              {"streams": 8, "started_together": 4, "per_stream_tps": 100 / 2.4},
+              {"streams": 2, "started_together": 1, "per_stream_tps": 100.0}]  # queued: not a shared step
+    assert fit_batch_curve(100.0, rounds) == [[2, pytest.approx(1.8)], [4, pytest.approx(2.6)]]  # 4: median
+    # a step with more busy slots never takes less time than one with fewer, nor than one stream's
+    assert fit_batch_curve(100.0, [{"started_together": 2, "per_stream_tps": 110.0},
+                                   {"started_together": 4, "per_stream_tps": 60.0},
+                                   {"started_together": 8, "per_stream_tps": 70.0}]) == [
+        [2, 1.0], [4, pytest.approx(1.6667, abs=1e-4)], [8, pytest.approx(1.6667, abs=1e-4)]]
+    assert fit_batch_curve(100.0, []) == []
+
+
+def test_step_factor_follows_the_curve_and_goes_on_past_it():
+    line = replace(PROFILES["gpu-llama3-8b"], beta=0.3)
+    assert [step_factor(line, n) for n in (1, 2, 5)] == pytest.approx([1.0, 1.3, 2.2])
+    curved = replace(line, batch_curve=((2, 1.8), (4, 2.6)))
+    assert [step_factor(curved, n) for n in (1, 2, 3, 4, 6)] == pytest.approx([1.0, 1.8, 2.2, 2.6, 3.4])
+    one_point = replace(line, batch_curve=((2, 1.5),))
+    assert step_factor(one_point, 4) == pytest.approx(2.5)
+    data = {"format": PROBE_FORMAT, "server": {"decode_tps": 20.0, "prefill_tps": 150.0, "beta": 0.5, "load_time": 0,
+                                               "num_parallel": 4, "batch_curve": [[2, 1.8], [4, 2.6]]}}
+    assert profile_from_probe(data)[0].batch_curve == ((2, 1.8), (4, 2.6))
+    for bad in ([[1, 1.5]], [[2, 0.5]], [[4, 2.0], [2, 1.5]], [[2, "x"]], {"2": 1.5}):
+        with pytest.raises(ProfileFileError, match="batch_curve"):
+            profile_from_probe({**data, "server": {**data["server"], "batch_curve": bad}})
 
 
 def test_kv_cache_per_slot_from_the_architecture():
@@ -76,6 +107,12 @@ def test_sim_serves_the_fitted_server(tmp_path):
     assert cfg.num_parallel == 3 and cfg.timing().decode_tps == 33.0 and cfg.timing().beta == 0.5
     assert config_from_args(["--profile-file", str(probe), "--num-parallel", "1"]).num_parallel == 1
     assert config_from_args(["--profile-file", str(probe), "--decode-tps", "10"]).timing().decode_tps == 10.0
+    curved = tmp_path / "curved.json"
+    curved.write_text(json.dumps({"format": PROBE_FORMAT, "server": {**json.loads(probe.read_text())["server"],
+                                                                       "batch_curve": [[2, 1.8]]}}))
+    assert config_from_args(["--profile-file", str(curved)]).timing().batch_curve == ((2, 1.8),)
+    # --beta is the user's own line: it replaces the measured curve
+    assert config_from_args(["--profile-file", str(curved), "--beta", "0.2"]).timing().batch_curve == ()
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     with pytest.raises(ConfigError, match="not a probe file"):

@@ -20,7 +20,7 @@ from tests.e2e.predict import gate
 GATED = (("p50_ms", "p50"), ("ttft_p50_ms", "TTFT p50"), ("tokens_per_s_total", "Tokens/s (total)"))
 GOAL = 0.25  # the issue's figure, not yet met in every run (docs/predict.md)
 TOLERANCE = 0.60  # a sanity bound: what held in every run so far (worst: 40 %)
-LOAD = ("--think-time", "0", "--user-class", "StudentUser", "--num-predict", "16")
+LOAD = ("--think-time", "0,0.2", "--user-class", "StudentUser", "--num-predict", "16")
 
 
 @pytest.mark.timeout(1200)
@@ -28,10 +28,15 @@ LOAD = ("--think-time", "0", "--user-class", "StudentUser", "--num-predict", "16
 def test_prediction_of_a_real_engine(gemma_server, tmp_path, parallel):
     server = gemma_server(parallel)
     result = gate.compare_on(server.url, str(tmp_path), load=LOAD, slo_p95_ms=3000, user_class="StudentUser",
-                             users="1,2,4", step_time="20s", model=ALIAS, api="openai", probe_max_time="60s")
+                             users="1,2,4", step_time="25s", model=ALIAS, api="openai", probe_max_time="60s")
     result["setting"] = f"llama-server --parallel {parallel}, Gemma 3 270M, StudentUser, --num-predict 16"
     print("\n" + gate.table(result))
     print("estimates:", "; ".join(result["estimates"]))
+    # llama-server keeps every conversation's prompt, not only its slots' (--cache-ram, 8 GiB by default);
+    # the probe sees it after a round with more streams than slots (at --parallel 4: the 8-stream round)
+    assert result["server"]["prompt_cache"], result["server"]
+    # (None: not measured, when no round ran more streams than the slots; at --parallel 1 every round does)
+    assert result["prompt_cache"].get("beyond_slots") in ((True,) if parallel == 1 else (True, None)), result["prompt_cache"]
     assert any("client timings" in e for e in result["estimates"])  # no server durations through the OpenAI API
     assert result["mode"][0] == result["mode"][1], gate.table(result)  # queue or share: the same verdict
     off = [(row["users"], key, None if e is None else round(e * 100)) for row in result["rows"] for key, _ in GATED

@@ -109,6 +109,7 @@ def compare_on(url: str, workdir: str, *, load: tuple[str, ...], slo_p95_ms: flo
         rows.append(row)
     return {"setting": url, "probe_requests": probe["requests"], "probe_s": probe["elapsed_s"],
             "server": probe["server"], "estimates": probe["estimates"], "rows": rows,
+            "prompt_cache": probe["measurements"]["prompt_cache"],
             "largest": (predicted["conclusion"]["largest_users_meeting_slo"],
                         measured["conclusion"]["largest_users_meeting_slo"]),
             "mode": (predicted["conclusion"]["concurrency_mode"], measured["conclusion"]["concurrency_mode"])}
@@ -124,7 +125,7 @@ def table(result: dict) -> str:
     fitted = result["server"]
     lines = [f"{result['setting']}: probe {result['probe_requests']} requests in {result['probe_s']:.0f} s (fitted: decode "
              f"{fitted['decode_tps']:.1f}/s, prefill {fitted['prefill_tps']:.0f}/s, slots {fitted['num_parallel']}, "
-             f"beta {fitted['beta']:.2f}); "
+             f"beta {fitted['beta']:.2f}, curve {fitted.get('batch_curve')}); "
              f"largest users meeting the SLO predicted {result['largest'][0]} / measured {result['largest'][1]}; "
              f"verdict {result['mode'][0]} / {result['mode'][1]}",
              "| users | " + " | ".join(f"{label} pred / meas (err)" for _, label in FIGURES) + " |",
