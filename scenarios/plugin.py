@@ -206,9 +206,10 @@ class RunOwner:
                 raise run_folder.RunFolderError(f"cannot write {self.path}/{contract.RUN_FILE} ({error.strerror or error})") from None
             self.on_write_error(f"{contract.RUN_FILE}", error.strerror or str(error))
 
-    def flush(self) -> None:
-        """Write the pending records; a write error (a full disk) stops the run (once)."""
-        if not self.sink.flush():
+    def flush(self, pause=None) -> None:
+        """Write the pending records (``pause``: see RecordSink.flush); a write error (a full disk) stops the
+        run (once)."""
+        if not self.sink.flush(pause):
             self.on_write_error(contract.REQUESTS_FILE, self.sink.write_error)
         if not self.health.flush():
             self.on_write_error(contract.GENERATOR_FILE, self.health.write_error)
@@ -331,7 +332,7 @@ class RunOwner:
             gevent.sleep(FLUSH_INTERVAL_S)
             if self.sampler is not None:
                 self.health.add_many(self.sampler.drain())
-            self.flush()
+            self.flush(pause=gevent.sleep)
             self.note_missing_workers()
 
     def note_missing_workers(self) -> None:
