@@ -161,8 +161,8 @@ def simulate(fit: Fit, stages: list[plans.Stage], *, user_class: str = options.D
         sink.add(record)
         records.append(record)
 
-    held: dict[int, int] = {}  # the prompt cache: user -> tokens of its conversation the server holds (LRU order
-    # of taking a slot)
+    # the prompt cache: user -> tokens of its conversation the server holds, least recently given a slot first
+    held: dict[int, int] = {}
 
     def new_tokens(uid: int, total: int, n_out: int) -> int:
         """The prompt tokens a request that takes a slot now prefills. With a prompt cache the slots hold the

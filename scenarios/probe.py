@@ -46,7 +46,8 @@ MIN_REPLY_SAMPLES = 3
 ROUNDS = (2, 4, 8)  # simultaneous streams; 8 only when the 4-stream round took little of the budget
 LONE_REQUESTS = 6  # 3 prompt lengths, twice
 # Generation requests at most: --cold's unload, the warm-up, the lone requests, the prompt-cache pair and its
-# check after the rounds, the rounds, the reply samples (the target check's GETs and /api/show come on top). ``requests`` in probe.json.
+# check after the rounds, the rounds, the reply samples (the target check's GETs and /api/show come on top).
+# ``requests`` in probe.json.
 MAX_REQUESTS = 1 + 1 + LONE_REQUESTS + 3 + sum(ROUNDS) + REPLY_SAMPLES
 
 

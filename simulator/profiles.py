@@ -3,7 +3,8 @@
 Nothing here does I/O or reads a clock. The server (``scheduler.py``) only executes what these
 functions say: how long a model load takes, how long a prompt's prefill stalls the batch, and how
 long one decode step lasts when ``n`` slots are busy (``t1 · (1 + β (n − 1))``, or a measured batching
-curve, one token per busy slot per step). ``plan_single`` is the plan for a request that runs alone, used by the docs and tests.
+curve; one token per busy slot per step). ``plan_single`` is the plan for a request that runs alone, used
+by the docs and tests.
 """
 
 from __future__ import annotations
@@ -134,8 +135,8 @@ def step_factor(profile: Profile, busy: int) -> float:
 
     Without a measured curve, the line ``1 + beta (busy - 1)``. With one (the probe's rounds), straight
     lines between its points, starting at (1, 1); past its last point, the last segment's slope goes on.
-    A real server's curve is seldom a line: llama-server on one CPU thread, Gemma 3 270M, measured 1.78×
-    at 2 streams and 2.55× at 4 (docs/predict.md), which no single beta fits at both.
+    A real server's curve is seldom a line: llama-server on one CPU thread, Gemma 3 270M, measured 1.8-2.1×
+    at 2 streams and 2.5-2.6× at 4 (docs/predict.md), which no single beta fits at both.
     """
     curve = profile.batch_curve
     if not curve:
