@@ -1,13 +1,15 @@
 """The real-engine accuracy gate of issue 15: probe llama.cpp's ``llama-server`` serving Gemma 3 270M (the
 real model, ``gemma_server``), predict the step test, run it, and compare per step p50, TTFT p50 and
-Tokens/s (total). The issue's goal is 25 %, and it is not met in every run: 13 % (``--parallel 1``) and
-23 % (``--parallel 4``) at worst in one run, 27 % once with other tests beside the 1-user step, and on a quiet
-machine at ``--parallel 4`` TTFT p50 −40 % and Tokens/s +28 % at 2 users (docs/predict.md). The test asserts
-the verdict and a 60 % sanity bound, and prints every run's figures (``-s``); the 25 % goal is open.
+Tokens/s (total). The issue's goal is 25 %, and it is not met in every run: with the current model (runs
+8-10, docs/predict.md) ``--parallel 1`` came within 19 %, and ``--parallel 4`` within 25 % but for TTFT p50 at
+4 users, +11 %, +40 % and -35 %: which requests get prefilled together decides that median, on both sides.
+The test asserts the verdict, the prompt cache the probe must see, and a 60 % sanity bound, and prints every
+run's figures (``-s``); the 25 % goal is open.
 
 Through the OpenAI-compatible API, so the probe works from client timings alone (its ``estimates`` say
 so). ``--parallel 1`` (requests queue) and ``--parallel 4`` (continuous batching). StudentUser with short
-answers (``--num-predict 16``) so each step holds enough requests on one engine thread.
+answers (``--num-predict 16``) so each step holds enough requests on one engine thread, and 0-0.2 s of think
+time: with none, users whose replies all end at the 16th token stay in lock-step clusters.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from tests.e2e.predict import gate
 
 GATED = (("p50_ms", "p50"), ("ttft_p50_ms", "TTFT p50"), ("tokens_per_s_total", "Tokens/s (total)"))
 GOAL = 0.25  # the issue's figure, not yet met in every run (docs/predict.md)
-TOLERANCE = 0.60  # a sanity bound: what held in every run so far (worst: 40 %)
+TOLERANCE = 0.60  # a sanity bound: what held in every run of the current model (worst: 40 %)
 LOAD = ("--think-time", "0,0.2", "--user-class", "StudentUser", "--num-predict", "16")
 
 
