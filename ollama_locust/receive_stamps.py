@@ -36,13 +36,19 @@ def enable(sock) -> bool:
     return True
 
 
-def unix_stamp(ancillary) -> float | None:
-    """The receive timestamp (unix seconds) in a ``recvmsg`` ancillary list; None when there is none."""
+MAX_AGE_S = 60.0  # a stamp older than this, or in the future, is not believed (a clock step, no stamp)
+
+
+def age_of(ancillary, now_unix: float) -> float | None:
+    """How many seconds before ``now_unix`` the bytes of a ``recvmsg`` reached the machine, by the receive
+    stamp in its ancillary list; None without a plausible one (none, 0 = not stamped, in the future, or
+    older than MAX_AGE_S)."""
     for level, kind, value in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
             seconds, nanos = _TIMESPEC.unpack_from(value)
-            if seconds or nanos:  # 0: that packet was not stamped
-                return seconds + nanos * 1e-9
+            if seconds or nanos:
+                age = now_unix - (seconds + nanos * 1e-9)
+                return age if 0.0 <= age < MAX_AGE_S else None
     return None
 
 
@@ -60,8 +66,5 @@ def waiting_since(fd: int) -> float | None:
         return None
     finally:
         sock.detach()  # the descriptor stays its owner's
-    stamp = unix_stamp(ancillary)
-    if stamp is None:
-        return None
-    age = time.time() - stamp
-    return time.monotonic() - age if 0.0 <= age < 60.0 else None
+    age = age_of(ancillary, time.time())
+    return None if age is None else time.monotonic() - age

@@ -28,13 +28,6 @@ TICK_S = 0.1
 SAMPLE_EVERY_S = 1.0
 
 
-def connection_counter() -> Callable[[], int | None]:
-    """Open connections of this process's clients to the target (``clients.transport.open_connections``)."""
-    from ollama_locust.scenarios.clients.transport import open_connections
-
-    return open_connections
-
-
 class HealthSampler:
     """Samples of one load process; ``sleep``, ``clock`` and ``cpu_clock`` are injectable for tests."""
 
@@ -44,7 +37,9 @@ class HealthSampler:
         self.users = users
         self._sleep = sleep
         self.clock, self.monotonic, self.cpu_clock = clock, monotonic, cpu_clock
-        self.connections = connections or connection_counter()
+        if connections is None:  # the connections its users hold open to the target (no /proc scan)
+            from ollama_locust.scenarios.clients.transport import open_connections as connections
+        self.connections = connections
         self.samples: list[dict] = []
         self.latest: dict | None = None
         self._lags: list[float] = []

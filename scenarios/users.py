@@ -84,31 +84,6 @@ def freeze_start_up_heap() -> None:
         gc.freeze()
 
 
-_start_up_gate: list = []  # the gevent lock of start_up_turn, made on first use
-
-
-def start_up_turn() -> None:
-    """Wait for this new user's turn to start: one at a time, each after a turn of the event loop.
-
-    Locust starts every new user of a step in one go ("all at once"). Each then runs its start and its
-    first request's connect and write (~0.3-0.8 ms of CPU) as one callback of the gevent hub, which polls
-    the sockets only between batches of 50 callbacks: while 255 users started, the streams already
-    running were read 20-40 ms late, and their first tokens dated late with them (1 -> 256 users,
-    tests/e2e/test_saturation.py). Taking turns behind a lock, with a timer in between (timers fire after
-    the poll), lets the hub read what arrived between any two starts. The users still start as fast as the
-    process can start them; only the order interleaves with the reads.
-    """
-    import gevent.lock
-
-    if not _start_up_gate:
-        _start_up_gate.append(gevent.lock.Semaphore(1))
-    with _start_up_gate[0]:
-        gevent.sleep(START_UP_TURN_S)
-
-
-START_UP_TURN_S = 1e-6  # a timer: it fires after the hub's next poll of the sockets
-
-
 class LLMUser(User):
     """Common part: one client per user, prompts, and the one way a request is reported."""
 
@@ -120,7 +95,6 @@ class LLMUser(User):
 
     def on_start(self) -> None:
         environment = self.environment
-        start_up_turn()
         try:
             self.prompts = load_cached(options.get(environment, "prompts") or None)
             self.think_min, self.think_max = parse_think_time(options.get(environment, "think_time"))

@@ -36,7 +36,7 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
 #: every socket a Connection opened, for as long as it lives: :func:`open_connections`
-_OPENED: "weakref.WeakSet" = weakref.WeakSet()
+_OPENED: weakref.WeakSet = weakref.WeakSet()
 
 
 def open_connections() -> int:
@@ -324,9 +324,8 @@ def _recv(sock, stamped: bool, offset: float) -> tuple[bytes, float]:
         return data, time.perf_counter()
     data, ancillary, _flags, _addr = sock.recvmsg(RECV_SIZE, receive_stamps.CMSG_SPACE)
     now = time.perf_counter()
-    unix = receive_stamps.unix_stamp(ancillary)
-    stamp = None if unix is None else unix - offset
-    return data, stamp if stamp is not None and now - 60.0 < stamp <= now else now
+    age = receive_stamps.age_of(ancillary, now + offset)
+    return data, now if age is None else now - age
 
 
 def _close(sock) -> None:
