@@ -18,7 +18,6 @@ import errno
 import ipaddress
 import socket as _stdlib_socket
 import time
-import weakref
 from urllib.parse import urlsplit
 
 import gevent
@@ -33,17 +32,6 @@ RECV_SIZE = 65536
 MAX_HEADER_BYTES = 64 * 1024  # a status line and headers longer than this: an http_error (memory stays bounded)
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
-
-
-#: every socket a Connection opened, for as long as it lives: :func:`open_connections`
-_OPENED: weakref.WeakSet = weakref.WeakSet()
-
-
-def open_connections() -> int:
-    """The connections this process's clients hold open now. Cheap (no scan of /proc/net/tcp, which for
-    a few hundred sockets blocked the hub for 12-25 ms per call): the generator's health sampler asks
-    every second."""
-    return sum(1 for sock in list(_OPENED) if sock.fileno() != -1)
 
 
 class TransportError(Exception):
@@ -230,7 +218,6 @@ class Connection:
             except OSError as exc:
                 sock.close()
                 raise TransportError(f"TLS handshake with {self.host}:{self.port} failed ({_describe(exc)})") from None
-        _OPENED.add(sock)
         return sock
 
     def request(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> Response:
