@@ -330,10 +330,15 @@ class RunOwner:
     def flush_loop(self) -> None:
         while not self.closed:
             gevent.sleep(FLUSH_INTERVAL_S)
-            if self.sampler is not None:
-                self.health.add_many(self.sampler.drain())
+            self.collect_health()
             self.flush(pause=gevent.sleep)
             self.note_missing_workers()
+
+    def collect_health(self) -> None:
+        """This process's own generator samples into the health log (a single process; workers send theirs).
+        The progress line calls it too: a flush under a starved hub pauses between batches for seconds."""
+        if self.sampler is not None:
+            self.health.add_many(self.sampler.drain())
 
     def note_missing_workers(self) -> None:
         """Locust forgets a dead worker soon after it stops answering heartbeats: remember it here."""
@@ -384,6 +389,7 @@ class RunOwner:
             line = progress.progress_line(span.stage, len(self.plan) if self.plan else None, span.users,
                                           self.sink.tallies.get(span.stage), left,
                                           self.runner.user_count if span.rate is None else self.load_count(), span.rate)
+            self.collect_health()
             warning = self.health.warning()
             print(line + (f" | WARNING {warning}" if warning else ""), flush=True)
 
@@ -448,8 +454,7 @@ class RunOwner:
             self.note_missing_workers()
         self.timeline.finish(time.time())
         self.closed = True
-        if self.sampler is not None:
-            self.health.add_many(self.sampler.drain())
+        self.collect_health()
         self.flush()  # the last try of what a full disk held back
         self.sink.close()
         self.health.close()
@@ -710,6 +715,10 @@ def on_init(environment, runner=None, web_ui=None, **_kw) -> None:
         _setup_worker(environment)
     else:
         _setup_master_or_local(environment, web_ui)
+    if not isinstance(environment.runner, MasterRunner):  # a load process: its heap freeze before any user starts
+        from ollama_locust.scenarios.users import freeze_start_up_heap
+
+        freeze_start_up_heap()
 
 
 class _QuietSpawnRate(logging.Filter):
