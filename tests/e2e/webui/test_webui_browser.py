@@ -416,4 +416,6 @@ def test_rate_set_in_the_form_and_changed_in_the_llm_tab(sim_process, locust_clu
     stages = read_csv(os.path.join(cluster.run_dir, contract.STAGES_FILE))
     assert [(s["kind"], float(s["rate"])) for s in stages] == [("rate", 2.0), ("rate", 6.0)], stages
     records = read_csv(os.path.join(cluster.run_dir, contract.REQUESTS_FILE))
-    assert {r["stage"] for r in records if r["outcome"] == contract.OK} == {"0", "1"}
+    # an arrival on a worker between the master's end of the last stage and the workers' stop belongs to no
+    # stage (-1, the report's drain line)
+    assert {r["stage"] for r in records if r["outcome"] == contract.OK} - {"-1"} == {"0", "1"}
