@@ -715,10 +715,10 @@ def on_init(environment, runner=None, web_ui=None, **_kw) -> None:
         _setup_worker(environment)
     else:
         _setup_master_or_local(environment, web_ui)
-    if not isinstance(environment.runner, MasterRunner):  # a load process: its heap freeze before any user starts
-        from ollama_locust.scenarios.users import freeze_start_up_heap
+    if not isinstance(environment.runner, MasterRunner):  # a load process: its one-off work before any user starts
+        from ollama_locust.scenarios.users import prepare_load_process
 
-        freeze_start_up_heap()
+        prepare_load_process(environment)
 
 
 class _QuietSpawnRate(logging.Filter):

@@ -84,6 +84,12 @@ def _validator():
     return cls(RECIPE_SCHEMA)
 
 
+def prepare_schema_check() -> None:
+    """Build the schema validator now (importing jsonschema takes ~100 ms): a load process does it before its
+    users start (``users.prepare_load_process``), not at the first recipe reply, where it blocked the hub."""
+    _validator()
+
+
 def check_schema(text: str) -> str | None:
     """None when ``text`` is JSON that :data:`RECIPE_SCHEMA` accepts; else which field failed and why."""
     obj, problem = _parse(text)

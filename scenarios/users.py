@@ -38,7 +38,7 @@ from ollama_locust import contract
 from ollama_locust import options
 from ollama_locust.scenarios.clients import make_client
 from ollama_locust.scenarios.prompts import load_cached
-from ollama_locust.scenarios.recipe import checker, request_format
+from ollama_locust.scenarios.recipe import checker, prepare_schema_check, request_format
 from ollama_locust.scenarios.request_report import report_request
 from ollama_locust.scenarios.user_model import (FAILURE_BACKOFF_S, BurstQuestion, RecipeAsk, StudentChat, parse_think_time,
                                                 think_seconds)
@@ -73,7 +73,7 @@ def freeze_start_up_heap() -> None:
     to the request's TTFT and E2E (seen: the first requests of a run 20-30 ms longer than the server's
     truth log). After the freeze a full collection scans only what the run itself keeps.
 
-    The plugin calls it at ``init`` in every load process, so that those 40-90 ms pass before the first user
+    The plugin calls it at ``init`` in every load process (``prepare_load_process``), so that those 40-90 ms pass before the first user
     starts (done in the first user's ``on_start``, they delayed the first wall-clock burst of BurstyUsers by
     84 ms on CI); ``LLMUser.on_start`` calls it too, for library use without the plugin.
 
@@ -86,6 +86,17 @@ def freeze_start_up_heap() -> None:
         _start_up_heap_frozen = True
         gc.collect()
         gc.freeze()
+
+
+def prepare_load_process(environment) -> None:
+    """Once per load process, before any user starts (the plugin calls it at ``init``): the one-off work that
+    would otherwise block the hub in the middle of a run. The recipe schema's validator when a RecipeUser may
+    run (importing jsonschema at the first recipe reply blocked the hub ~100 ms, and a wall-clock burst due
+    then fired 60-90 ms late), then the heap freeze."""
+    if options.get(environment, "recipe_format") == "schema" and any(
+            isinstance(cls, type) and issubclass(cls, RecipeUser) for cls in environment.user_classes or ()):
+        prepare_schema_check()
+    freeze_start_up_heap()
 
 
 class LLMUser(User):

@@ -66,7 +66,7 @@ def main():
     failures = []
     env.events.request.add_listener(lambda **kw: failures.append(kw["request_type"]))
     runner = env.create_local_runner()
-    users.freeze_start_up_heap()  # as the plugin does at init, before any user starts
+    users.prepare_load_process(env)  # as the plugin does at init, before any user starts
     total = sum(counts.values())
     runner.start(total, spawn_rate=1000)
     if args.burst_at is not None:
