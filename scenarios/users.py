@@ -73,9 +73,10 @@ def freeze_start_up_heap() -> None:
     to the request's TTFT and E2E (seen: the first requests of a run 20-30 ms longer than the server's
     truth log). After the freeze a full collection scans only what the run itself keeps.
 
-    The plugin calls it at ``init`` in every load process (``prepare_load_process``), so that those 40-90 ms pass before the first user
-    starts (done in the first user's ``on_start``, they delayed the first wall-clock burst of BurstyUsers by
-    84 ms on CI); ``LLMUser.on_start`` calls it too, for library use without the plugin.
+    The plugin calls it at ``init`` in every load process (``prepare_load_process``), so that those 40-90 ms
+    pass before the first user starts (done in the first user's ``on_start``, they delayed the first
+    wall-clock burst of BurstyUsers by 84 ms on CI); ``LLMUser.on_start`` calls it too, for library use
+    without the plugin.
 
     A flag says whether it was done, not ``gc.get_freeze_count()``: that walks the whole frozen list
     (6 ms with ~50,000 objects here), and called by every new user it blocked the hub for 1.6 s when
@@ -94,7 +95,7 @@ def prepare_load_process(environment) -> None:
     run (importing jsonschema at the first recipe reply blocked the hub ~100 ms, and a wall-clock burst due
     then fired 60-90 ms late), then the heap freeze."""
     if options.get(environment, "recipe_format") == "schema" and any(
-            isinstance(cls, type) and issubclass(cls, RecipeUser) for cls in environment.user_classes or ()):
+            issubclass(cls, RecipeUser) for cls in environment.user_classes or ()):
         prepare_schema_check()
     freeze_start_up_heap()
 
