@@ -108,7 +108,7 @@ GENERATOR_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("cpu", "float", "the process's CPU time / wall time over the interval (1.0 = one full core)"),
     ("lag_p99_ms", "float", "p99 lateness of a 100 ms timer in the process's gevent hub over the interval"),
     ("lag_max_ms", "float", "the latest wake-up of that timer over the interval"),
-    ("connections", "int", "open TCP connections of the process (empty: could not be read)"),
+    ("connections", "int", "open sockets of the process: its users' connections and a few of Locust's own (empty: could not be read)"),
     ("users", "int", "users running in the process"),
 )
 GENERATOR_COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in GENERATOR_COLUMNS)

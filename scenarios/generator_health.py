@@ -7,7 +7,7 @@ then every timestamp the process takes is late too). Once a second it closes a s
 * ``cpu`` — the process's CPU time over the wall time of the second (1.0 = one full core; a load
   process runs on one core, so near 1.0 it is saturated);
 * ``lag_p99_ms`` / ``lag_max_ms`` — the wake-ups' lateness that second;
-* ``connections`` — the process's open TCP connections; ``users`` — its running users.
+* ``connections`` — the process's open sockets (its users' connections); ``users`` — its running users.
 
 Workers ship their samples to the master with the records; the master (or the single process) writes
 them to ``generator.csv`` (columns in ``ollama_locust.contract.GENERATOR_COLUMNS``), and the report
@@ -18,6 +18,7 @@ one connection count per second.
 from __future__ import annotations
 
 import csv
+import os
 import time
 from typing import Callable
 
@@ -27,20 +28,27 @@ TICK_S = 0.1
 SAMPLE_EVERY_S = 1.0
 
 
-def connection_counter() -> Callable[[], int | None]:
-    """Open TCP connections of this process (psutil; None where it cannot be read)."""
-    try:
-        import psutil
-
-        process = psutil.Process()
-    except Exception:  # no psutil, or no /proc: the count is left empty
+def connection_counter(fd_dir: str = "/proc/self/fd") -> Callable[[], int | None]:
+    """The process's open sockets: its file descriptors that are sockets (Linux's ``/proc/self/fd``), i.e.
+    its users' connections plus a few of Locust's own (the master link, the web UI); None where ``/proc``
+    cannot be read. 0.7 ms per count with 513 sockets open here. psutil's ``net_connections`` (TCP only)
+    parsed the kernel's table of every socket on the machine: 6 ms per count on a quiet machine at 256
+    users, 12-25 ms on a loaded one, a hub blocked once a second that dated a stream's token read then late."""
+    if not os.path.isdir(fd_dir):
         return lambda: None
 
     def count() -> int | None:
         try:
-            return len(process.net_connections(kind="tcp"))
-        except Exception:
+            names = os.listdir(fd_dir)
+        except OSError:
             return None
+        sockets = 0
+        for name in names:
+            try:
+                sockets += os.readlink(os.path.join(fd_dir, name)).startswith("socket:")
+            except OSError:  # closed meanwhile (the listing's own descriptor among them)
+                continue
+        return sockets
 
     return count
 

@@ -92,3 +92,20 @@ def test_an_offset_within_its_uncertainty_is_no_offset():
     offsets.on_pong(answer)
     assert offsets.offset("w") == 0.0
     assert offsets.on_pong({"worker": "w"}) is False  # a malformed answer is ignored
+
+
+def test_the_connection_count_is_the_process_s_open_sockets():
+    import socket
+
+    from ollama_locust.scenarios.generator_health import connection_counter
+
+    count = connection_counter()
+    before = count()
+    pair = socket.socketpair()
+    try:
+        assert count() == before + 2
+    finally:
+        for end in pair:
+            end.close()
+    assert count() == before
+    assert connection_counter("/no/such/proc/self/fd")() is None
