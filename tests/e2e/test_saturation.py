@@ -73,7 +73,7 @@ def test_new_users_first_requests_are_timed_from_their_write(tmp_path, sim_proce
     worst = sorted(((max(abs(a), abs(b)), a, b, float(r["start_time"]) - stage_start, bool(r["connect_ms"]))
                     for (r, _), a, b in zip(pairs, ttft_err, e2e_err)), reverse=True)[:5]
     print("\nworst (error, TTFT err, E2E err ms, written s into stage 1, new connection): "
-          + "; ".join(f"{e:.1f} {a:+.1f} {b:+.1f} {at:.3f} {new}" for e, a, b, at, new in worst))
+          + "; ".join(f"{e:.1f} {a:+.1f} {b:+.1f} {at:.3f} {fresh}" for e, a, b, at, fresh in worst))
     print(f"\n1->256: {len(pairs)} requests; TTFT and E2E within 5 ms of the truth log: {within}"
           f" ({within / len(pairs):.1%}); send lag (simulator read - client write) new connections p50"
           f" {statistics.median(new):.1f} max {max(new):.1f} ms, kept-alive p50 {statistics.median(kept):.1f}"
