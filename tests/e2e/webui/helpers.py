@@ -34,7 +34,8 @@ def get_json(url: str, timeout: float = 5.0) -> dict:
 
 
 def wait_for(check, timeout: float, what: str, interval: float = 0.25):
-    """Poll ``check()`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    """Poll ``check()`` until it returns something truthy; fail with ``what`` (text, or a callable giving
+    it at the end) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last_error = None
     while time.monotonic() < deadline:
@@ -45,6 +46,7 @@ def wait_for(check, timeout: float, what: str, interval: float = 0.25):
         except Exception as error:  # not up yet
             last_error = error
         time.sleep(interval)
+    what = what() if callable(what) else what
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error})")
 
 

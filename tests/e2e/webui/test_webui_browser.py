@@ -66,11 +66,25 @@ def start_from_form(page, url: str, host: str) -> None:
 
 
 def llm_frame(page):
-    """Our page inside Locust's LLM tab (tab.js embeds it)."""
+    """Our page inside Locust's LLM tab (tab.js embeds it), once its document is ours and loaded.
+
+    The frame is found through the iframe element and asked for its own location, each try afresh: the
+    iframe can be replaced while Locust re-renders the tab, and Playwright's ``frame.url`` only follows
+    navigations it saw."""
     page.get_by_role("tab", name="LLM").click()
-    wait_for(lambda: page.locator("#llm-extra iframe").count() == 1, 30, "the LLM view under the tab")
-    return wait_for(lambda: next((f for f in page.frames if "embed=1" in f.url), None), 30,
-                    f"the LLM frame (frames: {[f.url for f in page.frames]})")
+    seen = {}
+
+    def loaded():
+        handle = page.locator("#llm-extra iframe").element_handle(timeout=2_000)
+        frame = handle.content_frame() if handle else None
+        seen.update(src=handle and handle.get_attribute("src"), frames=[f.url for f in page.frames])
+        if frame is None:
+            return None
+        seen["state"] = frame.evaluate("[location.href, document.readyState, !!document.querySelector('#table')]")
+        href, state, has_table = seen["state"]
+        return frame if "embed=1" in href and state == "complete" and has_table else None
+
+    return wait_for(loaded, 60, lambda: f"the LLM frame (last seen: {seen})")
 
 
 def rows_of(frame) -> list[dict]:
