@@ -75,9 +75,9 @@ def llm_frame(page):
     seen = {}
 
     def loaded():
-        handle = page.locator("#llm-extra iframe").element_handle(timeout=2_000)
-        frame = handle.content_frame() if handle else None
-        seen.update(src=handle and handle.get_attribute("src"), frames=[f.url for f in page.frames])
+        handle = page.locator("#llm-extra iframe").element_handle(timeout=2_000)  # raises unless exactly one
+        frame = handle.content_frame()
+        seen.update(src=handle.get_attribute("src"), frames=[f.url for f in page.frames])
         if frame is None:
             return None
         seen["state"] = frame.evaluate("[location.href, document.readyState, !!document.querySelector('#table')]")
