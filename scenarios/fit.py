@@ -23,10 +23,33 @@ def median(values):
     return statistics.median(values) if values else None
 
 
-def prompt_tokens(messages: list[dict], scale: float = 1.0) -> int:
-    """The prompt tokens of a chat request, counted as the simulator counts them, times the fitted scale."""
-    counted = sum(count_prompt_tokens(str(m.get("content", ""))) + CHAT_TEMPLATE_TOKENS for m in messages)
-    return max(1, int(round(counted * scale)))
+def prompt_tokens(messages: list[dict], scale: float = 1.0, template: float | None = None,
+                  exact_replies: bool = False) -> int:
+    """The server's prompt tokens of a chat request: each message's text counted as the simulator counts it,
+    times the fitted ``scale``, plus ``template`` tokens per message (the chat template's role headers; by
+    default the simulator's own ``CHAT_TEMPLATE_TOKENS``, scaled). With ``exact_replies`` an assistant
+    message's count is taken as it is: the predictor's replies are as many words as the server's tokens."""
+    per_message = scale * CHAT_TEMPLATE_TOKENS if template is None else template
+    total = 0.0
+    for message in messages:
+        words = count_prompt_tokens(str(message.get("content", "")))
+        total += (words if exact_replies and message.get("role") == "assistant" else scale * words) + per_message
+    return max(1, int(round(total)))
+
+
+def token_model(lone: list[dict]) -> tuple[float, float | None]:
+    """(scale, template tokens per message) of the server's tokenizer against the simulator's counter: the
+    least-squares line of the lone requests' reported prompt tokens against their counted text tokens (each a
+    single user message). Without two text lengths (or a server that reports no counts, or a line that
+    makes no sense) the ratio of the sums, with the simulator's template scaled alike (template None)."""
+    points = [(r["counted_text_tokens"], r["prompt_tokens"]) for r in lone
+              if r.get("prompt_tokens") and r.get("counted_text_tokens") is not None]
+    slope, intercept = line(points)
+    if slope is not None and slope > 0 and intercept is not None and intercept >= 0:
+        return slope, intercept
+    counted = sum(r.get("counted_prompt_tokens") or 0 for r in lone)
+    reported = sum(r.get("prompt_tokens") or 0 for r in lone)
+    return (reported / counted if counted and reported else 1.0), None
 
 
 def stream_rate(record: dict) -> float | None:
@@ -101,7 +124,8 @@ class FitError(ValueError):
     """The measurements do not determine the server (one line)."""
 
 
-def fit_server(lone: list[dict], rounds: list[dict], load_ms: float | None, replies: list[int]) -> tuple[dict, list[str]]:
+def fit_server(lone: list[dict], rounds: list[dict], load_ms: float | None, replies: list[int],
+               follow_up: dict | None = None) -> tuple[dict, list[str]]:
     """(probe.json's ``server`` object with its ``timing_source``, the estimates it rests on)."""
     estimates: list[str] = []
     server_side = bool(lone) and all(r.get("eval_ms") is not None and r.get("prompt_eval_ms") is not None for r in lone)
@@ -121,12 +145,11 @@ def fit_server(lone: list[dict], rounds: list[dict], load_ms: float | None, repl
         slope, intercept = line(points)
         prefill = 1 / slope if slope and slope > 0 else math.inf
         overhead = max(0.0, (intercept or 0.0) - 1 / decode) if decode else 0.0
+    prefill_s = (lambda tokens: tokens / prefill) if server_side else (lambda tokens: (intercept or 0.0) + tokens / prefill)
     if not decode or decode <= 0:
         raise FitError("no decode rate could be measured (no request streamed 2 tokens or more)")
-    counted = sum(r.get("counted_prompt_tokens") or 0 for r in lone)
-    reported = sum(r.get("prompt_tokens") or 0 for r in lone)
-    scale = reported / counted if counted and reported else 1.0
-    if not reported:
+    scale, template = token_model(lone)
+    if not any(r.get("prompt_tokens") for r in lone):
         estimates.append("prompt tokens: the server reports none; the simulator's count is used as it is")
     slots, beta = fit_concurrency(decode, rounds)
     if slots is None:
@@ -138,6 +161,9 @@ def fit_server(lone: list[dict], rounds: list[dict], load_ms: float | None, repl
         beta = 1.0
         estimates.append("beta (batch slowdown): not measured (no round ran two streams at once); 1.0 assumed, "
                          "i.e. more slots add no total throughput")
+    again = reply_reprefilled(follow_up or {}, prefill_s, server_side)
+    if again is None and (follow_up or {}).get("measured"):
+        estimates.append("follow-up: the prefill is too fast to tell whether the previous reply is computed again; kept assumed")
     server = {
         "timing_source": "server" if server_side else "client",
         "decode_tps": round(decode, 4),
@@ -149,8 +175,28 @@ def fit_server(lone: list[dict], rounds: list[dict], load_ms: float | None, repl
         "reply_tokens": int(median(replies) or DEFAULT_REPLY_TOKENS),
         "overhead_s": round(max(0.0, overhead or 0.0), 6),
         "prompt_token_scale": round(scale, 4),
+        "prompt_template_tokens": None if template is None else round(template, 3),
+        "reply_reprefilled": again,
     }
     return server, estimates
+
+
+def reply_reprefilled(follow_up: dict, prefill_s, server_side: bool) -> bool | None:
+    """From the probe's follow-up pair: is the previous reply computed again? The follow-up's prefill (server
+    side: its prompt eval time; else its TTFT) against the fitted prefill of its new tokens without the reply
+    (the slot kept it) and with it; the nearer wins. None: not measured, or the two differ by under 20 ms."""
+    if not follow_up.get("measured"):
+        return None
+    first, second = follow_up["first"], follow_up["second"]
+    reply = first.get("output_tokens") or 0
+    before = first.get("prompt_tokens") or first.get("counted_prompt_tokens") or 0
+    total = second.get("prompt_tokens") or second.get("counted_prompt_tokens") or 0
+    new = max(1, total - before - reply)
+    kept, again = prefill_s(new), prefill_s(new + reply)
+    seen = (second["prompt_eval_ms"] if server_side and second.get("prompt_eval_ms") is not None else second["ttft_ms"]) / 1000
+    if not math.isfinite(again - kept) or again - kept < 0.02:
+        return None
+    return seen > (kept + again) / 2
 
 
 def resample(probe: dict, rng: random.Random) -> dict:
@@ -169,7 +215,7 @@ def resample(probe: dict, rng: random.Random) -> dict:
             refit, _ = fit_server(drawn, rounds, server.get("load_time", 0) * 1000, [])
         except FitError:
             refit = server
-        for key in ("decode_tps", "prefill_tps", "overhead_s", "prompt_token_scale"):
+        for key in ("decode_tps", "prefill_tps", "overhead_s", "prompt_token_scale", "prompt_template_tokens"):
             server[key] = refit[key]
         if any(r.get("started_together", 0) and r["started_together"] > 1 for r in rounds):
             server["beta"], server["batch_curve"] = refit["beta"], refit["batch_curve"]

@@ -63,8 +63,10 @@ class Fit:
     num_parallel: int
     overhead_s: float = 0.0  # client send -> server arrival, plus the client's own cost (from the probe)
     prompt_token_scale: float = 1.0  # the server's prompt tokens per token the simulator's counter counts
+    prompt_template_tokens: float | None = None  # the chat template's tokens per message (None: the counter's, scaled)
     prompt_cache: bool = False  # the server keeps each slot's last prompt: a follow-up prefills only its new tokens
     cache_beyond_slots: bool = False  # ... and every conversation's, not only the slots' (llama-server --cache-ram)
+    reply_reprefilled: bool = False  # ... but a follow-up computes the previous reply again (the cache ends before it)
     reply_tokens: dict[str, tuple[int, ...]] = field(default_factory=dict)  # per user class: the probe's sample
     model: str = "llama3.2"
     api: str = contract.OLLAMA_CHAT
@@ -106,6 +108,9 @@ def fit_from_probe(data: dict, source: str = "probe.json") -> Fit:
             replies[name] = tuple(int(n) for n in sample if isinstance(n, (int, float)) and n >= 1)
     return Fit(profile=profile, num_parallel=slots, overhead_s=max(0.0, float(server.get("overhead_s") or 0.0)),
                prompt_token_scale=float(server.get("prompt_token_scale") or 1.0), reply_tokens=replies,
+               prompt_template_tokens=(None if server.get("prompt_template_tokens") is None
+                                       else float(server["prompt_template_tokens"])),
+               reply_reprefilled=bool(server.get("reply_reprefilled")),
                prompt_cache=bool(server.get("prompt_cache")),
                cache_beyond_slots=bool(server.get("prompt_cache_beyond_slots")),
                model=str(target.get("model") or "llama3.2"), api=str(target.get("api") or contract.OLLAMA_CHAT),
@@ -166,14 +171,15 @@ def simulate(fit: Fit, stages: list[plans.Stage], *, user_class: str = options.D
 
     def new_tokens(uid: int, total: int, n_out: int) -> int:
         """The prompt tokens a request that takes a slot now prefills. With a prompt cache the slots hold the
-        last ``slots`` conversations (or, kept beyond the slots, every one), each with its reply: a follow-up
-        of one of them prefills only what is new; any other prompt evicts the least recently used."""
+        last ``slots`` conversations (or, kept beyond the slots, every one), each with its reply (or, where the
+        probe saw a follow-up compute the reply again, up to its last question): a follow-up of one of them
+        prefills only what is new; any other prompt evicts the least recently used."""
         if not fit.prompt_cache:
             return total
         cached = held.pop(uid, 0)
         if not fit.cache_beyond_slots and len(held) >= slots:
             held.pop(next(iter(held)))
-        held[uid] = total + n_out  # this conversation, its reply included, is what the slot holds next
+        held[uid] = total if fit.reply_reprefilled else total + n_out  # what the slot holds of this conversation next
         return max(1, total - cached) if cached and cached < total else total
 
     async def one_request(rng: random.Random, messages: list[dict], uid: int = 0) -> tuple[dict, str]:
@@ -188,7 +194,7 @@ def simulate(fit: Fit, stages: list[plans.Stage], *, user_class: str = options.D
         else:
             reason = "stop"
         times: list[float] = []
-        total_prompt = prompt_tokens(messages, fit.prompt_token_scale)
+        total_prompt = prompt_tokens(messages, fit.prompt_token_scale, fit.prompt_template_tokens, exact_replies=True)
         job = Job(n_out, total_prompt, lambda _job, _i, _c: times.append(now()))
         job.on_slot = lambda taken: setattr(taken, "prompt_tokens", new_tokens(uid, total_prompt, n_out))
         runner = None
@@ -379,7 +385,8 @@ def run_info(args, fit: Fit, stages: list[plans.Stage], slots: int, prediction: 
                        "decode_tps": p.decode_tps, "prefill_tps": p.prefill_tps, "beta": p.beta,
                        "batch_curve": [list(point) for point in p.batch_curve],
                        "load_time": p.load_time, "overhead_s": fit.overhead_s,
-                       "prompt_token_scale": fit.prompt_token_scale, "seed": args.seed,
+                       "prompt_token_scale": fit.prompt_token_scale, "prompt_template_tokens": fit.prompt_template_tokens,
+                       "reply_reprefilled": fit.reply_reprefilled, "seed": args.seed,
                        "reply_tokens_sample": len(fit.replies_for(args.user_class)),
                        "wall_s": round(prediction.wall_s, 3), "virtual_s": round(prediction.virtual_s, 3)},
         "ended_at": prediction.timeline.spans[-1].end_time if prediction.timeline.spans else None,

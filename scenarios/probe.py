@@ -8,6 +8,7 @@ longer fits is skipped and said so):
    Ollama only: ``/api/ps`` (loaded?) and ``/api/show`` (parameters, context, quantisation, KV cache/slot);
 2. lone requests at 3 prompt lengths from the prompt sets (short and long school questions, and all long
    ones joined): the prefill rate (prompt tokens / prompt eval time) and the decode rate of one stream;
+   then, with a prompt cache, a follow-up pair: does a follow-up compute the previous reply again?
 3. the user class's own prompts, uncapped: the reply-length distribution (the server's eval counts);
 4. 2, 4 (and 8 when the server is fast) simultaneous capped streams: how many started before the first
    ended (the effective slots: requests queue by whole requests beyond them) and the per-stream decode
@@ -38,6 +39,7 @@ from ollama_locust.scenarios.fit import median as _median
 from ollama_locust.scenarios.prompts import PromptsError, load_prompts
 from ollama_locust.scenarios.user_model import MODELS
 from ollama_locust.simulator.profiles import PROBE_FORMAT
+from ollama_locust.simulator.text import count_prompt_tokens
 
 PROG = "ollama-locust probe"
 CAPPED_TOKENS = 32  # output tokens of the prefill and concurrency requests (num_predict)
@@ -45,10 +47,11 @@ REPLY_SAMPLES = 48  # uncapped requests of the user class's prompts, at most (fe
 MIN_REPLY_SAMPLES = 3
 ROUNDS = (2, 4, 8)  # simultaneous streams; 8 only when the 4-stream round took little of the budget
 LONE_REQUESTS = 6  # 3 prompt lengths, twice
+FOLLOW_UP_REPLY_TOKENS = 64  # the first answer of the follow-up pair: long enough that computing it again shows
 # Generation requests at most: --cold's unload, the warm-up, the lone requests, the prompt-cache pair and its
-# check after the rounds, the rounds, the reply samples (the target check's GETs and /api/show come on top).
+# check after the rounds, the follow-up pair, the rounds, the reply samples (the target check's GETs and /api/show come on top).
 # ``requests`` in probe.json.
-MAX_REQUESTS = 1 + 1 + LONE_REQUESTS + 3 + sum(ROUNDS) + REPLY_SAMPLES
+MAX_REQUESTS = 1 + 1 + LONE_REQUESTS + 3 + 2 + sum(ROUNDS) + REPLY_SAMPLES
 
 
 class ProbeError(Exception):
@@ -90,15 +93,20 @@ class Probe:
                                  first_token_timeout=min(self.first_token_timeout, left))
 
     def send(self, client, messages: list[dict], phase: str, json_format=False) -> dict:
+        return self.send_for_text(client, messages, phase, json_format)[0]
+
+    def send_for_text(self, client, messages: list[dict], phase: str, json_format=False) -> tuple[dict, str]:
+        """One request of the probe: (its record, the reply text)."""
         left = self.left()
         client.request_timeout = min(self.request_timeout, max(0.5, left))
         client.first_token_timeout = min(self.first_token_timeout, max(0.5, left))
-        record, _text = client.chat(messages, json_format=json_format)
+        record, text = client.chat(messages, json_format=json_format)
         self.requests += 1
         record["phase"] = phase
         record["counted_prompt_tokens"] = _counted(messages)
+        record["counted_text_tokens"] = sum(count_prompt_tokens(str(m.get("content", ""))) for m in messages)
         self.records.append(record)
-        return record
+        return record, text
 
     def concurrent(self, k: int, phase: str) -> list[dict]:
         import gevent
@@ -128,10 +136,11 @@ class Probe:
             raise ProbeError(f"the warm-up request failed: {warm.get('error') or warm.get('outcome')}")
         lone = self.lone_requests()
         cache = self.prompt_cache()
+        follow_up = self.follow_up(cache)
         rounds = self.concurrency()
         self.cache_beyond_slots(cache, rounds)
         replies = self.reply_lengths()
-        fit = self.fit(warm, loaded_before, lone, rounds)
+        fit = self.fit(warm, loaded_before, lone, rounds, follow_up)
         fit["prompt_cache"] = bool(cache.get("cached"))
         fit["prompt_cache_beyond_slots"] = bool(cache.get("beyond_slots"))
         return {
@@ -148,6 +157,7 @@ class Probe:
             "warm_up": {**warm, "model_was_loaded": loaded_before},
             "show": show,
             "measurements": {"lone": [_brief(r) for r in lone], "rounds": rounds, "prompt_cache": cache,
+                             "follow_up": follow_up,
                              "replies": [_brief(r) for r in self.records if r["phase"] == "replies"]},
         }
 
@@ -220,6 +230,34 @@ class Probe:
             self._estimate("prompt cache: the prefill is too fast to tell; none assumed")
         return {"cached": cached, "first_ms": round(first, 3), "again_ms": round(again, 3),
                 "from": "prompt_eval_ms" if server_side else "ttft_ms"}
+
+    def follow_up(self, cache: dict) -> dict:
+        """Does the server compute a conversation's previous reply again on a follow-up? (llama-server with a
+        plain chat template does: its cached prompt stops where the reply began.) A short question with a
+        reply of up to FOLLOW_UP_REPLY_TOKENS tokens, then that conversation with a follow-up question; the
+        fit (``fit.reply_reprefilled``) sets the follow-up's prefill against its new tokens with and without
+        the reply. Only with a prompt cache: without one every follow-up is prefilled whole anyway."""
+        if not cache.get("cached"):
+            return {"measured": False}
+        if self.left() < 0.6 * self.max_time_s:
+            self.skipped.append("the follow-up pair: not enough time left (--max-time); the previous reply assumed kept")
+            return {"measured": False}
+        questions = [p.text for p in self.prompts.school if p.length == "short"] or [p.text for p in self.prompts.school]
+        conversation = [{"role": "user", "content": _tagged(self.rng.choice(questions))}]
+        client = self.client(FOLLOW_UP_REPLY_TOKENS)
+        try:
+            first, reply = self.send_for_text(client, conversation, "follow-up")
+            if first["outcome"] != contract.OK or not reply:
+                return {"measured": False}
+            conversation += [{"role": "assistant", "content": reply},
+                             {"role": "user", "content": self.rng.choice(self.prompts.followups_for("en"))}]
+            client.num_predict = 4
+            second = self.send(client, conversation, "follow-up")
+        finally:
+            client.close()
+        if second["outcome"] != contract.OK or second.get("ttft_ms") is None:
+            return {"measured": False}
+        return {"measured": True, "first": _brief(first), "second": _brief(second)}
 
     def cache_request(self) -> dict:
         client = self.client(4)
@@ -303,10 +341,10 @@ class Probe:
             self.estimates.append(what)
 
     # -- the fit ----------------------------------------------------------------------------------
-    def fit(self, warm: dict, loaded_before, lone: list[dict], rounds: list[dict]) -> dict:
+    def fit(self, warm: dict, loaded_before, lone: list[dict], rounds: list[dict], follow_up: dict) -> dict:
         replies = [int(r["output_tokens"]) for r in self.records if r["phase"] == "replies" and r.get("output_tokens")]
         try:
-            server, estimates = fit_server(lone, rounds, warm.get("load_ms"), replies)
+            server, estimates = fit_server(lone, rounds, warm.get("load_ms"), replies, follow_up)
         except FitError as error:
             raise ProbeError(str(error)) from None
         for what in estimates:
@@ -364,7 +402,7 @@ def _tagged(text: str) -> str:
 
 def _brief(record: dict) -> dict:
     keys = ("outcome", "ttft_ms", "e2e_ms", "output_tokens", "prompt_tokens", "tokens_per_s", "load_ms",
-            "prompt_eval_ms", "eval_ms", "queue_wait_ms", "counted_prompt_tokens")
+            "prompt_eval_ms", "eval_ms", "queue_wait_ms", "counted_prompt_tokens", "counted_text_tokens")
     return {k: record.get(k) for k in keys}
 
 
@@ -373,7 +411,9 @@ def cache_words(server: dict) -> str:
         return "not seen"
     scope = ("every conversation, beyond the slots" if server.get("prompt_cache_beyond_slots")
              else "each slot's last conversation")
-    return f"yes, {scope} (a follow-up prefills only its new tokens)"
+    again = {True: "; a follow-up computes the previous reply again", False: "; a follow-up keeps the previous reply",
+             None: ""}[server.get("reply_reprefilled")]
+    return f"yes, {scope} (a follow-up prefills only its new tokens{again})"
 
 
 def batching(server: dict) -> str:

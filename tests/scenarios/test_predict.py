@@ -153,3 +153,19 @@ def test_a_cache_beyond_the_slots_keeps_every_conversation():
     # in the order the requests took the slot, not the order they arrived (the other student's was in it)
     ok = [r for r in slot_only.records if r["outcome"] == contract.OK]
     assert ok and all(r["prompt_eval_ms"] == pytest.approx(r["prompt_tokens"] * 10.0) for r in ok)
+
+
+def test_a_reply_computed_again_is_prefilled_with_the_follow_up():
+    # llama-server with a plain chat template: a follow-up's cache ends at the last question, so the previous
+    # reply is prefilled again beside the new question (probe: reply_reprefilled)
+    stages = plans.step_plan([1], 60.0)
+    kept = simulate(fit(prefill_tps=100.0, prompt_cache=True), stages, seed=1)
+    again = simulate(fit(prefill_tps=100.0, prompt_cache=True, reply_reprefilled=True), stages, seed=1)
+    replies = {r["request_id"]: r["output_tokens"] for r in again.records}
+
+    def follow_ups(run):
+        return [r for r in run.records if r["outcome"] == contract.OK and r["prompt_tokens"] > 200]
+
+    assert follow_ups(kept) and follow_ups(again)
+    assert max(r["prompt_eval_ms"] for r in follow_ups(kept)) < min(r["prompt_eval_ms"] for r in follow_ups(again))
+    assert all(r["prompt_eval_ms"] > 10.0 * min(replies.values()) for r in follow_ups(again))  # >= one reply's tokens

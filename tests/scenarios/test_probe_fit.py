@@ -8,7 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from ollama_locust.scenarios.fit import fit_batch_curve, fit_concurrency, round_facts
+from ollama_locust.scenarios.fit import (fit_batch_curve, fit_concurrency, prompt_tokens, reply_reprefilled,
+                                         round_facts, token_model)
 from ollama_locust.scenarios.probe import show_facts
 from ollama_locust.scenarios.prompts import load_prompts
 from ollama_locust.scenarios.user_model import StudentChat, think_seconds
@@ -117,3 +118,29 @@ def test_sim_serves_the_fitted_server(tmp_path):
     bad.write_text("{}")
     with pytest.raises(ConfigError, match="not a probe file"):
         config_from_args(["--profile-file", str(bad)])
+
+
+def test_the_token_model_separates_the_template_from_the_text():
+    # a tokenizer with 1.5 tokens per counted word and 5 template tokens per message, at three prompt lengths
+    lone = [{"counted_text_tokens": n, "counted_prompt_tokens": n + 10, "prompt_tokens": 1.5 * n + 5} for n in (8, 40, 300)]
+    scale, template = token_model(lone)
+    assert scale == pytest.approx(1.5) and template == pytest.approx(5.0)
+    follow_up = [{"role": "user", "content": "one two three four"}, {"role": "assistant", "content": "w " * 16},
+                 {"role": "user", "content": "why is that"}]
+    # the replies the predictor writes are as many words as the server's tokens: not scaled
+    assert prompt_tokens(follow_up, scale, template, exact_replies=True) == round(1.5 * 4 + 16 + 1.5 * 3 + 3 * 5)
+    # one length only (or an older probe.json without counted text): the ratio, the counter's template scaled alike
+    assert token_model(lone[:1]) == (pytest.approx(17 / 18), None)
+    assert prompt_tokens(follow_up[:1], 2.0) == 2 * (4 + 10)
+
+
+def test_a_follow_up_that_computes_the_reply_again_is_told_by_its_prefill():
+    def pair(second_ms: float, reply: int = 64) -> dict:
+        return {"measured": True, "first": {"prompt_tokens": 20, "output_tokens": reply},
+                "second": {"prompt_tokens": 20 + reply + 15, "ttft_ms": second_ms}}
+
+    prefill = lambda tokens: 0.03 + tokens / 250  # the client-side line: intercept + tokens / rate
+    assert reply_reprefilled(pair(0.03e3 + 15 / 250 * 1e3 + 10), prefill, server_side=False) is False  # kept: ~90 ms
+    assert reply_reprefilled(pair(0.03e3 + 79 / 250 * 1e3 - 20), prefill, server_side=False) is True  # again: ~346 ms
+    assert reply_reprefilled(pair(50.0, reply=2), prefill, server_side=False) is None  # 8 ms apart: cannot tell
+    assert reply_reprefilled({"measured": False}, prefill, server_side=False) is None
