@@ -49,8 +49,8 @@ ROUNDS = (2, 4, 8)  # simultaneous streams; 8 only when the 4-stream round took 
 LONE_REQUESTS = 6  # 3 prompt lengths, twice
 FOLLOW_UP_REPLY_TOKENS = 64  # the first answer of the follow-up pair: long enough that computing it again shows
 # Generation requests at most: --cold's unload, the warm-up, the lone requests, the prompt-cache pair and its
-# check after the rounds, the follow-up pair, the rounds, the reply samples (the target check's GETs and /api/show come on top).
-# ``requests`` in probe.json.
+# check after the rounds, the follow-up pair, the rounds, the reply samples (the target check's GETs and
+# /api/show come on top). ``requests`` in probe.json.
 MAX_REQUESTS = 1 + 1 + LONE_REQUESTS + 3 + 2 + sum(ROUNDS) + REPLY_SAMPLES
 
 
