@@ -10,10 +10,15 @@ every function says None and the caller takes its own clock.
 Their limit: packets that queue up unread are merged by the kernel (``tcp_try_coalesce``) and carry the
 newest one's stamp, so a stream read N ms late is dated up to N ms late. A request is one write that
 nothing follows until it is answered, so its stamp is exact.
+
+The stamps are on the kernel's wall clock. A process whose own wall clock is shifted (libfaketime, as the
+tests shift a worker's clock) would read every stamp as that much older or newer, so ages are taken
+against :func:`kernel_time`, not ``time.time()``.
 """
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 import sys
@@ -36,20 +41,62 @@ def enable(sock) -> bool:
     return True
 
 
-MAX_AGE_S = 60.0  # a stamp older than this, or in the future, is not believed (a clock step, no stamp)
+def kernel_time() -> float:
+    """Now on the clock the kernel stamps with, in seconds since the epoch: ``time.time()`` less this
+    process's :func:`clock_shift`."""
+    return time.time() - clock_shift()
 
 
-def age_of(ancillary, now_unix: float) -> float | None:
-    """How many seconds before ``now_unix`` the bytes of a ``recvmsg`` reached the machine, by the receive
-    stamp in its ancillary list; None without a plausible one (none, 0 = not stamped, in the future, or
-    older than MAX_AGE_S)."""
+@functools.cache
+def clock_shift() -> float:
+    """How far this process's ``time.time()`` runs ahead of the kernel's receive stamps (0.0 but where the
+    process's clock is faked, or where nothing is stamped), measured once: the smallest of three
+    differences between a datagram's stamp and ``time.time()`` read just after receiving it."""
+    if not CMSG_SPACE:
+        return 0.0
+    best = None
+    try:
+        sender, receiver = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    except OSError:
+        return 0.0
+    try:
+        receiver.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        for _ in range(3):
+            sender.send(b"x")
+            _data, ancillary, _flags, _addr = receiver.recvmsg(1, CMSG_SPACE)
+            now = time.time()
+            stamp = _stamp(ancillary)
+            if stamp is not None and (best is None or now - stamp < best):
+                best = now - stamp
+    except OSError:
+        return 0.0
+    finally:
+        sender.close()
+        receiver.close()
+    return 0.0 if best is None or abs(best) < 0.001 else best
+
+
+def _stamp(ancillary) -> float | None:
     for level, kind, value in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
             seconds, nanos = _TIMESPEC.unpack_from(value)
             if seconds or nanos:
-                age = now_unix - (seconds + nanos * 1e-9)
-                return age if 0.0 <= age < MAX_AGE_S else None
+                return seconds + nanos * 1e-9
     return None
+
+
+MAX_AGE_S = 60.0  # a stamp older than this, or in the future, is not believed (a clock step, no stamp)
+
+
+def age_of(ancillary, now_unix: float) -> float | None:
+    """How many seconds before ``now_unix`` (on :func:`kernel_time`) the bytes of a ``recvmsg`` reached the
+    machine, by the receive stamp in its ancillary list; None without a plausible one (none, 0 = not
+    stamped, in the future, or older than MAX_AGE_S)."""
+    stamp = _stamp(ancillary)
+    if stamp is None:
+        return None
+    age = now_unix - stamp
+    return age if 0.0 <= age < MAX_AGE_S else None
 
 
 def waiting_since(fd: int) -> float | None:
@@ -66,5 +113,5 @@ def waiting_since(fd: int) -> float | None:
         return None
     finally:
         sock.detach()  # the descriptor stays its owner's
-    age = age_of(ancillary, time.time())
+    age = age_of(ancillary, kernel_time())
     return None if age is None else time.monotonic() - age

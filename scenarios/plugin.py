@@ -23,7 +23,7 @@ import locust
 from locust.runners import MasterRunner, WorkerRunner
 
 from ollama_locust import __version__, contract, options
-from ollama_locust.scenarios import clock_sync, open_loop, plans, preflight, progress, run_folder, secrets
+from ollama_locust.scenarios import clock_sync, locust_spawn_fix, open_loop, plans, preflight, progress, run_folder, secrets
 from ollama_locust.scenarios.generator_health import HealthLog, HealthSampler
 from ollama_locust.scenarios.record_sink import RecordBuffer, RecordSink
 from ollama_locust.scenarios.request_report import worker_tag
@@ -729,6 +729,7 @@ class _QuietSpawnRate(logging.Filter):
 
 
 def register(events) -> None:
+    locust_spawn_fix.apply()
     logging.getLogger("locust.runners").addFilter(_QuietSpawnRate())
     events.init_command_line_parser.add_listener(options.register)
     events.init.add_listener(on_init)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import sys
 import time
+import types
 
 import pytest
 
@@ -32,3 +33,21 @@ def test_a_peek_dates_waiting_bytes_by_their_arrival_and_leaves_them():
     finally:
         for sock in (client, server, listener):
             sock.close()
+
+
+def test_a_shifted_process_clock_is_measured_and_taken_out(monkeypatch):
+    # a worker under libfaketime: its time.time() runs 0.5 s ahead of the clock the kernel stamps with
+    shifted = types.SimpleNamespace(time=lambda: time.time() + 0.5, monotonic=time.monotonic)
+    monkeypatch.setattr(receive_stamps, "time", shifted)
+    receive_stamps.clock_shift.cache_clear()
+    try:
+        assert receive_stamps.clock_shift() == pytest.approx(0.5, abs=0.01)
+        assert receive_stamps.kernel_time() == pytest.approx(time.time(), abs=0.01)
+        test_a_peek_dates_waiting_bytes_by_their_arrival_and_leaves_them()  # dated as without the shift
+    finally:
+        receive_stamps.clock_shift.cache_clear()
+
+
+def test_an_unshifted_clock_has_no_shift():
+    receive_stamps.clock_shift.cache_clear()
+    assert receive_stamps.clock_shift() == 0.0

@@ -124,11 +124,11 @@ class Decoder:
             self.t_first = now
         self.t_last = now
         if self.origin is not None:
-            index = int((now - self.origin) * _BUCKETS_PER_S)
+            index = max(0, int((now - self.origin) * _BUCKETS_PER_S))  # a read is never dated before the send
             buckets = self.buckets
             if index < len(buckets):
                 buckets[index] += 1
-            elif index >= 0:
+            else:
                 buckets.extend([0] * (index - len(buckets)))
                 buckets.append(1)
 

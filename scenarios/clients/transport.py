@@ -56,15 +56,14 @@ class _Parser(HTTPResponse):
 class Response:
     """A response whose headers have arrived; the body is read piece by piece with :meth:`read`."""
 
-    __slots__ = ("status", "headers", "arrived", "_conn", "_sock", "_parser", "_eof", "_stamped", "_offset")
+    __slots__ = ("status", "headers", "arrived", "_conn", "_sock", "_parser", "_eof", "_stamped")
 
-    def __init__(self, conn: "Connection", sock, parser: _Parser, arrived: float, offset: float):
+    def __init__(self, conn: "Connection", sock, parser: _Parser, arrived: float):
         self._conn = conn
         self._sock = sock
         self._parser = parser
         self._eof = False
         self._stamped = conn._stamped
-        self._offset = offset  # kernel wall clock -> perf_counter
         #: perf_counter time at which the bytes returned by the last read() reached this machine:
         #: the kernel's receive timestamp (SO_TIMESTAMPNS) when available, else when read() got them.
         #: It starts as the arrival of the packet that completed the headers: a streaming server
@@ -99,7 +98,7 @@ class Response:
             if empty % 8 == 0:  # bytes that decode to no body (chunk framing, trailers) keep coming
                 gevent.sleep(0)
             try:
-                data, self.arrived = _recv(self._sock, self._stamped, self._offset)
+                data, self.arrived = _recv(self._sock, self._stamped, self.arrived)
             except OSError as exc:
                 self._conn.close()
                 raise TransportError(f"connection lost mid-reply ({_describe(exc)})", before_status=False) from None
@@ -260,9 +259,9 @@ class Connection:
             self.sent_at = time.perf_counter()
             sock.sendall(raw)
             stamped = self._stamped
-            offset = time.time() - time.perf_counter()
+            arrived = self.sent_at
             while not parser.headers_complete or parser.get_code() < 200:
-                data, arrived = _recv(sock, stamped, offset)
+                data, arrived = _recv(sock, stamped, arrived)
                 if not data:
                     if not got_bytes:
                         raise _StaleConnection()
@@ -289,30 +288,33 @@ class Connection:
             _close(sock)
             raise
         self._sock = sock  # so that close() reaches it while the response is being read
-        return Response(self, sock, parser, arrived, offset)
+        return Response(self, sock, parser, arrived)
 
 
 class _StaleConnection(Exception):
     pass
 
 
-def _recv(sock, stamped: bool, offset: float) -> tuple[bytes, float]:
+def _recv(sock, stamped: bool, floor: float) -> tuple[bytes, float]:
     """One recv: the bytes and the perf_counter time they reached this machine.
 
     With ``stamped`` (SO_TIMESTAMPNS on the socket) that is the kernel's receive timestamp of the
-    packet (wall clock; ``offset`` = time.time() - time.perf_counter()), so a load generator that is
-    busy elsewhere does not make the server look slow. Its limit: packets that queue up unread are
-    merged by the kernel (``tcp_try_coalesce``) and carry the newest one's stamp, so bytes read after
-    the hub was blocked for N ms are dated up to N ms late — even a peek at the first queued byte
-    (tried) says the same. Keeping the hub free (no long synchronous work per user) is the remedy.
+    packet, so a load generator that is busy elsewhere does not make the server look slow. A stamp
+    earlier than ``floor`` (the request's write, or the arrival of the bytes read before) is not
+    believed: those bytes are dated by the read. Its limit: packets that queue up unread are merged by
+    the kernel (``tcp_try_coalesce``) and carry the newest one's stamp, so bytes read after the hub was
+    blocked for N ms are dated up to N ms late — even a peek at the first queued byte (tried) says the
+    same. Keeping the hub free (no long synchronous work per user) is the remedy.
     """
     if not stamped:
         data = sock.recv(RECV_SIZE)
         return data, time.perf_counter()
     data, ancillary, _flags, _addr = sock.recvmsg(RECV_SIZE, receive_stamps.CMSG_SPACE)
     now = time.perf_counter()
-    age = receive_stamps.age_of(ancillary, now + offset)
-    return data, now if age is None else now - age
+    age = receive_stamps.age_of(ancillary, receive_stamps.kernel_time())
+    if age is None or now - age < floor:
+        return data, now
+    return data, now - age
 
 
 def _close(sock) -> None:

@@ -43,6 +43,10 @@ def test_a_starved_generator_is_flagged(tmp_path, sim_process):
     samples = read_csv(run_dir / "generator.csv")
     assert samples and {s["worker"] for s in samples} == {samples[0]["worker"]}
     assert "WARNING load generator saturated" in result.out  # the live line said so while it happened
+    # the kernel's stamps, read on a shifted clock, date no first token before the server sent it (uncorrected:
+    # a stream_error, or 500 ms early, on the worker 0.5 s ahead); measured -4..+5 ms, the bound allows for a loaded 2-core machine
+    assert min(ttft_errors) > -20, sorted(ttft_errors)[:5]
+
     report = run([sys.executable, "-m", "ollama_locust", "report", str(run_dir), "--no-plots"], tmp_path,
                  timeout=120, name="report")
     assert report.code == 0, report.text[-2000:]
@@ -109,8 +113,13 @@ def test_shifted_worker_clocks_are_corrected(tmp_path, sim_process):
     assert len({r["worker"] for r in records}) == 2 and len(records) > 20
     starts = [float(s["start_time"]) for s in stages]
     last_end = float(stages[-1]["end_time"])
+    ttft_errors = []
     for record in records:
-        arrival = truth[record["request_id"]]["arrival"]
+        # every reply measured whole: a kernel stamp read on a shifted clock dated no byte before its request
+        assert record["outcome"] == "ok", record
+        row = truth[record["request_id"]]
+        ttft_errors.append(float(record["ttft_ms"]) - (row["first_token_sent"] - row["arrival"]) * 1000)
+        arrival = row["arrival"]
         sent = float(record["start_time"])
         # on the real clock again: uncorrected, these would be 300 and 500 ms off (the bound allows for the
         # simulator reading a request late on a loaded 2-core machine)

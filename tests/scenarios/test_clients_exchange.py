@@ -290,3 +290,17 @@ def test_token_arrivals_bucket_the_content_chunks(server):
     assert counts[int(record["ttft_ms"] // contract.TOKEN_BUCKET_MS)] >= 1  # the first chunk at TTFT
     assert counts[-1] >= 1 and len(counts) >= 3  # the last ones ~0.25 s later, before the last byte
     assert len(counts) <= int(record["e2e_ms"] // contract.TOKEN_BUCKET_MS) + 1
+
+
+def test_a_stamp_from_before_the_request_is_not_believed(server, monkeypatch):
+    # every kernel stamp reads as 5 s old (a clock stepped or shifted under the process): the reply is dated
+    # by its reads, never before the request was written (no negative TTFT, no stream_error)
+    from ollama_locust import receive_stamps
+
+    monkeypatch.setattr(receive_stamps, "age_of", lambda ancillary, now_unix: 5.0)
+    server.scripts.append([head(), chunked(line("A")), 0.05, chunked(line("B")), chunked(FINAL), END])
+    record, text = client(server).chat(MESSAGES)
+    assert record["outcome"] == contract.OK, record
+    assert text == "AB"
+    assert 0 <= record["ttft_ms"] < 1000 and record["e2e_ms"] - record["ttft_ms"] == pytest.approx(50, abs=25)
+    assert sum(int(c) for c in record["token_arrivals"].partition(":")[2].split(",")) == 2
