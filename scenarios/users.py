@@ -33,7 +33,7 @@ import gevent.event
 from locust import User, task
 from locust.exception import StopUser
 
-from ollama_locust import contract
+from ollama_locust import contract, descriptors
 
 from ollama_locust import options
 from ollama_locust.scenarios.clients import make_client
@@ -93,7 +93,9 @@ def prepare_load_process(environment) -> None:
     """Once per load process, before any user starts (the plugin calls it at ``init``): the one-off work that
     would otherwise block the hub in the middle of a run. The recipe schema's validator when a RecipeUser may
     run (importing jsonschema at the first recipe reply blocked the hub ~100 ms, and a wall-clock burst due
-    then fired 60-90 ms late), then the heap freeze."""
+    then fired 60-90 ms late), the descriptor table (``descriptors.reserve``: growing it while 255 users
+    connected stopped the hub 19-29 ms at descriptors 256 and 512), then the heap freeze."""
+    descriptors.reserve()
     if options.get(environment, "recipe_format") == "schema" and any(
             issubclass(cls, RecipeUser) for cls in environment.user_classes or ()):
         prepare_schema_check()

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
-from ollama_locust import receive_stamps
+from ollama_locust import descriptors, receive_stamps
 from ollama_locust.simulator.api import App
 from ollama_locust.simulator.config import SimConfig
 from ollama_locust.simulator.http import Conn
@@ -48,6 +48,7 @@ def listening_line(cfg: SimConfig, url: str) -> str:
 async def serve(cfg: SimConfig, stop: asyncio.Event, ready: Callable[[str], None] | None = None) -> None:
     """Serve until ``stop`` is set; ``ready(url)`` is called once listening. OSError if the bind fails."""
     cfg.validate()
+    descriptors.reserve()  # a flood of new connections never waits for the kernel to grow the table
     loop = asyncio.get_running_loop()
     app = App(cfg)
     conns: set[Conn] = set()

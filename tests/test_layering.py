@@ -4,7 +4,7 @@ Every module of the product is read with ``ast`` (function-local imports include
 installed name (``ollama_locust.…``). The layers, bottom up:
 
   0  ollama_locust.contract, ollama_locust.options, ollama_locust.stats, ollama_locust.receive_stamps,
-     ollama_locust (the package face)
+     ollama_locust.descriptors, ollama_locust (the package face)
   1  ollama_locust.simulator.*   — imports nothing of the others
   1  ollama_locust.reports.*     — the post-processor: only layer 0 (never locust, gevent or the load side)
   2  ollama_locust.scenarios.*   — the load side: layers 0-1
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 FOLDERS = {"ollama_locust": "ollama_locust", "scenarios": "ollama_locust.scenarios",
            "reports": "ollama_locust.reports", "simulator": "ollama_locust.simulator"}
 BOTTOM = {"ollama_locust", "ollama_locust.contract", "ollama_locust.options", "ollama_locust.stats",
-          "ollama_locust.receive_stamps"}
+          "ollama_locust.receive_stamps", "ollama_locust.descriptors"}
 COMMAND = {"ollama_locust.cli", "ollama_locust.step", "ollama_locust.__main__"}
 OLD_STYLE = re.compile(r"^\s*(from|import)\s+(scenarios|reports|simulator)\b", re.M)
 # a module named in a string, as importlib.import_module takes it (file names such as "reports.md" aside)
