@@ -9,7 +9,8 @@ flight are read that much late and the hub-lag check rightly calls the step's nu
 tests/scenarios/test_locust_spawn_fix.py).
 
 The defaults of Locust's own parser do not change while a process runs, so :func:`apply` computes them
-once and hands out a copy each call. Nothing else in Locust calls the function.
+once and hands out a copy each call. Its one other caller, ``ui_extra_args_dict`` (the web UI's form),
+wants the same defaults.
 """
 
 from __future__ import annotations
