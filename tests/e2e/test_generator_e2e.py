@@ -43,9 +43,6 @@ def test_a_starved_generator_is_flagged(tmp_path, sim_process):
     samples = read_csv(run_dir / "generator.csv")
     assert samples and {s["worker"] for s in samples} == {samples[0]["worker"]}
     assert "WARNING load generator saturated" in result.out  # the live line said so while it happened
-    # the kernel's stamps, read on a shifted clock, date no first token before the server sent it (uncorrected:
-    # a stream_error, or 500 ms early, on the worker 0.5 s ahead); measured -4..+5 ms, the bound allows for a loaded 2-core machine
-    assert min(ttft_errors) > -20, sorted(ttft_errors)[:5]
 
     report = run([sys.executable, "-m", "ollama_locust", "report", str(run_dir), "--no-plots"], tmp_path,
                  timeout=120, name="report")
@@ -129,6 +126,11 @@ def test_shifted_worker_clocks_are_corrected(tmp_path, sim_process):
         if arrival >= last_end:
             stage_by_truth = -1  # the drain: in no step
         assert near_a_change or int(record["stage"]) == stage_by_truth, record
+
+    # the kernel's stamps, read on a shifted clock, date no first token before the server sent it (uncorrected:
+    # a stream_error, or 500 ms early, on the worker 0.5 s ahead); measured -4..+5 ms, the bound
+    # allows for a loaded 2-core machine
+    assert min(ttft_errors) > -20, sorted(ttft_errors)[:5]
 
     report = run([sys.executable, "-m", "ollama_locust", "report", str(run_dir), "--no-plots"], tmp_path,
                  timeout=120, name="report")
