@@ -43,7 +43,6 @@ def test_a_starved_generator_is_flagged(tmp_path, sim_process):
     samples = read_csv(run_dir / "generator.csv")
     assert samples and {s["worker"] for s in samples} == {samples[0]["worker"]}
     assert "WARNING load generator saturated" in result.out  # the live line said so while it happened
-
     report = run([sys.executable, "-m", "ollama_locust", "report", str(run_dir), "--no-plots"], tmp_path,
                  timeout=120, name="report")
     assert report.code == 0, report.text[-2000:]
