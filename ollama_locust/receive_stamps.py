@@ -9,7 +9,10 @@ every function says None and the caller takes its own clock.
 
 Their limit: packets that queue up unread are merged by the kernel (``tcp_try_coalesce``) and carry the
 newest one's stamp, so a stream read N ms late is dated up to N ms late. A request is one write that
-nothing follows until it is answered, so its stamp is exact.
+nothing follows until it is answered, so its stamp is exact. And Linux switches stamping on for the whole
+machine when the first socket asks for it, from a kernel worker that runs a little later
+(``net_enable_timestamp``): the first packets a process receives, on a machine where no socket was stamped
+yet, can come unstamped and are dated by their read.
 
 The stamps are on the kernel's wall clock. A process whose own wall clock is shifted (libfaketime, as the
 tests shift a worker's clock) would read every stamp as that much older or newer, so ages are taken
