@@ -37,7 +37,7 @@ def main() -> int:
     parser.add_argument("--profiles", default="gpu-llama3-8b:4,cpu2-qwen2.5-1.5b:2", help="PROFILE:NUM_PARALLEL, ...")
     parser.add_argument("--think-time", default="0")
     args = parser.parse_args()
-    from ollama_locust.scenarios import plans, predict
+    from ollama_locust.scenarios import plans, predict, user_model, virtual_run
 
     print("| profile | NUM_PARALLEL | top users | requests | virtual run (s) | command, --band 0 (s) | command, band 10 (s) |")
     print("|---|---|---|---|---|---|---|")
@@ -46,10 +46,10 @@ def main() -> int:
         data = probe_for(name, int(slots))
         for top in (int(u) for u in args.users.split(",")):
             users = sorted({max(1, top * k // 4) for k in (1, 2, 3, 4)})
-            fit = predict.fit_from_probe(data)
-            think = predict.parse_think_time(args.think_time)
+            fit = virtual_run.fit_from_probe(data)
+            think = user_model.parse_think_time(args.think_time)
             started = time.perf_counter()
-            result = predict.simulate(fit, plans.step_plan(users, 60.0), think=think)
+            result = virtual_run.simulate(fit, plans.step_plan(users, 60.0), think=think)
             run_s = time.perf_counter() - started
             whole = []
             for band in ("0", "10"):

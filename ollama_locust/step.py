@@ -365,13 +365,13 @@ def _predict_argv(args, run_dir: str) -> list[str]:
 def _check_predict(args) -> None:
     if not args.predict:
         return
-    from ollama_locust.scenarios import predict
+    from ollama_locust.scenarios import virtual_run
 
     if "," in args.user_class.strip(","):
         raise StepError(f"--predict predicts one user class; --user-class gave {args.user_class}")
     try:
-        predict.read_fit(args.predict)
-    except predict.PredictError as error:
+        virtual_run.read_fit(args.predict)
+    except virtual_run.PredictError as error:
         raise StepError(f"--predict {error}") from None
 
 

@@ -1,5 +1,5 @@
 """What the users do, as plain objects: declared once, driven by the Locust users (``users.py``) and by
-the predictor in virtual time (``predict.py``). Nothing here imports locust or gevent or reads a clock.
+the predictor in virtual time (``virtual_run.py``). Nothing here imports locust or gevent or reads a clock.
 
 * :class:`StudentChat` — a student's multi-turn chat: a school question, then ``min_turns``-``max_turns``
   turns of follow-ups in its language, the messages growing with the model's actual replies; a question

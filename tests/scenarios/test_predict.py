@@ -8,8 +8,8 @@ import time
 import pytest
 
 from ollama_locust import contract
-from ollama_locust.scenarios import plans, predict
-from ollama_locust.scenarios.predict import Fit, fit_from_probe, simulate
+from ollama_locust.scenarios import plans, predict, virtual_run
+from ollama_locust.scenarios.virtual_run import Fit, fit_from_probe, simulate
 from ollama_locust.simulator.profiles import PROBE_FORMAT, PROFILES, ProfileFileError, profile_from_probe
 
 PROBE = {"format": PROBE_FORMAT, "target": {"host": "http://127.0.0.1:11434", "model": "llama3.2:latest", "api": "ollama-chat"},
@@ -36,7 +36,7 @@ def test_records_follow_the_contract_and_the_stages():
     result = simulate(fit(), stages, think=(0.0, 0.0))
     assert result.records and all(set(contract.COLUMN_NAMES) <= set(r) for r in result.records)
     assert {r["stage"] for r in result.records} == {0, 1}
-    assert all(r["worker"] == predict.WORKER for r in result.records)
+    assert all(r["worker"] == virtual_run.WORKER for r in result.records)
     ok = [r for r in result.records if r["outcome"] == contract.OK]
     # one user alone: e2e = overhead + prefill + n steps of one slot
     r = next(r for r in ok if r["stage"] == 0)
