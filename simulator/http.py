@@ -96,12 +96,14 @@ Handler = Callable[[Request, "Conn"], Awaitable[None]]
 class Conn(asyncio.Protocol):
     """One client connection."""
 
-    def __init__(self, handler: Handler, on_open=None, on_close=None):
+    def __init__(self, handler: Handler, on_open=None, on_close=None, arrived: float = 0.0):
         self.handler = handler
         self.on_open, self.on_close = on_open, on_close
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
-        self.buf_since = 0.0  # time.monotonic() when the bytes at the head of buf arrived; 0: none yet
+        # time.monotonic() when the bytes at the head of buf arrived; 0: none yet. A new connection's comes
+        # from the listener (simulator/listener.py: the kernel's stamp of its first request)
+        self.buf_since = arrived
         self.task: asyncio.Task | None = None
         self.closed = False
         self.close_after = False
@@ -121,19 +123,14 @@ class Conn(asyncio.Protocol):
                 self.fd = sock.fileno()
             except (OSError, AttributeError):
                 pass
-            # A request already waiting when a flood of new connections is accepted late arrived when its
-            # bytes reached the machine (the kernel's stamp, read by a peek), not when this loop got to it.
-            if receive_stamps.enable(sock):
-                self.stamped = True
-                self.buf_since = receive_stamps.waiting_since(self.fd) or 0.0
+            self.stamped = receive_stamps.enable(sock)
         self.sockname = transport.get_extra_info("sockname")
         if self.on_open:
             self.on_open(self)
-        if not self.buf_since:
-            self._watch()
 
     def _watch(self) -> None:
-        """Date the next request by when its bytes reach the machine, not when a busy loop reads them.
+        """Date the next request on a kept-alive connection by when its bytes reach the machine, not when a
+        busy loop reads them (a new connection's first request is dated by the listener).
 
         uvloop's transport hands over bytes without their kernel stamps, and a loop busy with a flood of
         new connections or a decode step reads a request late (seen: 5 ms for 20 requests at once). So an

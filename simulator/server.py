@@ -17,10 +17,11 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
-from ollama_locust import descriptors, receive_stamps
+from ollama_locust import descriptors
 from ollama_locust.simulator.api import App
 from ollama_locust.simulator.config import SimConfig
 from ollama_locust.simulator.http import Conn
+from ollama_locust.simulator.listener import StampedListener
 
 LISTENING_PREFIX = "ollama-locust sim: listening on "
 
@@ -49,7 +50,6 @@ async def serve(cfg: SimConfig, stop: asyncio.Event, ready: Callable[[str], None
     """Serve until ``stop`` is set; ``ready(url)`` is called once listening. OSError if the bind fails."""
     cfg.validate()
     descriptors.reserve()  # a flood of new connections never waits for the kernel to grow the table
-    loop = asyncio.get_running_loop()
     app = App(cfg)
     conns: set[Conn] = set()
 
@@ -62,15 +62,12 @@ async def serve(cfg: SimConfig, stop: asyncio.Event, ready: Callable[[str], None
         app.on_close(c)
 
     try:
-        server = await loop.create_server(lambda: Conn(app.handle, on_open, on_close), cfg.host, cfg.port,
-                                          backlog=4096, reuse_address=True)
+        listener = StampedListener(lambda arrived: Conn(app.handle, on_open, on_close, arrived), cfg.host, cfg.port)
     except BaseException:
         app.close()
         raise
-    for listener in server.sockets:  # the kernel stamps arriving packets from now on (simulator/http.py)
-        receive_stamps.enable(listener)
     try:
-        port = server.sockets[0].getsockname()[1]
+        port = listener.port()
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
         if ready:
             ready(f"http://{host}:{port}")
@@ -79,11 +76,10 @@ async def serve(cfg: SimConfig, stop: asyncio.Event, ready: Callable[[str], None
         if watcher is not None:
             watcher.cancel()
     finally:
-        server.close()
+        listener.close()
         for c in list(conns):
             c.abort()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(server.wait_closed(), 2)
+        await asyncio.sleep(0)  # the aborted transports' connection_lost
         app.close()
 
 
