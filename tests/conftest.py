@@ -1,14 +1,45 @@
-"""Shared fixtures: a simulator in a background thread (`sim`) or in a child process (`sim_process`)."""
+"""Shared fixtures: a simulator in a background thread (`sim`) or in a child process (`sim_process`), and
+the machine's receive stamping switched on (`stamping_switched_on`)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import socket
 import sys
+import time
 
 import pytest
 
+from ollama_locust import receive_stamps
 from ollama_locust.simulator import SimConfig, run_in_thread, start_process
+
+
+@pytest.fixture(scope="session")
+def stamping_switched_on():
+    """Linux switches receive stamping on for the whole machine when the first socket asks for it, and it
+    does so later, from a kernel worker (``net_enable_timestamp``): a packet that arrives before that worker
+    has run carries no stamp, or the time it was read (1 in 500 fresh starts here). A socket held stamped
+    keeps it on; the tests that hold a stamp to the microsecond begin once a packet has come stamped."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    assert receive_stamps.enable(listener)
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    deadline = time.monotonic() + 5.0
+    try:
+        while True:
+            written = time.monotonic()
+            client.sendall(b"x")
+            time.sleep(0.02)
+            arrived = receive_stamps.waiting_since(server.fileno())
+            if arrived is not None and arrived - written < 0.01:
+                break
+            assert time.monotonic() < deadline, "the kernel stamped no packet on time in 5 s"
+            server.recv(100)
+        yield
+    finally:
+        for sock in (client, server, listener):
+            sock.close()
 
 
 @pytest.fixture

@@ -12,32 +12,8 @@ import pytest
 
 from ollama_locust import receive_stamps
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_TIMESTAMPNS is Linux's")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def stamping_switched_on():
-    """Linux switches receive stamping on for the whole machine when the first socket asks for it, and it
-    does so later, from a kernel worker (``net_enable_timestamp``): a packet that arrives before that worker
-    has run carries no stamp (1 in 500 fresh starts here). A socket held stamped keeps it on; the tests
-    begin once a packet has come stamped."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    assert receive_stamps.enable(listener)
-    client = socket.create_connection(listener.getsockname())
-    server, _ = listener.accept()
-    deadline = time.monotonic() + 5.0
-    try:
-        while True:
-            client.sendall(b"x")
-            time.sleep(0.01)
-            if receive_stamps.waiting_since(server.fileno()) is not None:
-                break
-            assert time.monotonic() < deadline, "the kernel stamped no packet in 5 s"
-            server.recv(100)
-        yield
-    finally:
-        for sock in (client, server, listener):
-            sock.close()
+pytestmark = [pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_TIMESTAMPNS is Linux's"),
+              pytest.mark.usefixtures("stamping_switched_on")]
 
 
 def test_a_peek_dates_waiting_bytes_by_their_arrival_and_leaves_them():
