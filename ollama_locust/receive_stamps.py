@@ -2,9 +2,10 @@
 process got round to reading them.
 
 Two readers use them: the load side's transport dates every read of a reply by them (a load generator busy
-with a thousand streams adds none of its own queueing to TTFT and E2E), and the simulator dates a request
-that was already waiting when its connection was accepted (a flood of new connections read late still
-arrives, in the truth log, when it reached the server). Elsewhere, or where the kernel stamps nothing,
+with a thousand streams adds none of its own queueing to TTFT and E2E), and the simulator dates every
+request by a peek at its first bytes (``simulator/listener.py`` for a new connection, ``http.Conn._watch``
+for a kept-alive one), so that a flood read late still arrives, in the truth log, when it reached the
+server. Elsewhere, or where the kernel stamps nothing,
 every function says None and the caller takes its own clock.
 
 Their limit: packets that queue up unread are merged by the kernel (``tcp_try_coalesce``) and carry the
