@@ -19,7 +19,7 @@ from ollama_locust.simulator import SimConfig, run_in_thread, start_process
 def stamping_switched_on():
     """Linux switches receive stamping on for the whole machine when the first socket asks for it, and it
     does so later, from a kernel worker (``net_enable_timestamp``): a packet that arrives before that worker
-    has run carries no stamp, or the time it was read (1 in 500 fresh starts here). A socket held stamped
+    has run carries no stamp (1 in 500 fresh starts here). A socket held stamped
     keeps it on; the tests that hold a stamp to the microsecond begin once a packet has come stamped."""
     listener = socket.create_server(("127.0.0.1", 0))
     assert receive_stamps.enable(listener)
