@@ -16,6 +16,7 @@ from email.utils import formatdate
 from typing import Awaitable, Callable
 
 from ollama_locust import receive_stamps
+from ollama_locust.simulator.listener import ArrivalWatch
 
 REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
            413: "Request Entity Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
@@ -111,7 +112,7 @@ class Conn(asyncio.Protocol):
         self.sockname = None
         self.fd = -1  # the socket's descriptor, for the direct write of a token
         self.stamped = False  # the kernel stamps what this socket receives (receive_stamps.enable)
-        self.watch_fd = -1  # a duplicate of fd watched for a next request's first bytes (see _watch)
+        self.watch: ArrivalWatch | None = None  # waits for a kept-alive connection's next request (see _watch)
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -134,38 +135,30 @@ class Conn(asyncio.Protocol):
 
         uvloop's transport hands over bytes without their kernel stamps, and a loop busy with a flood of
         new connections or a decode step reads a request late (seen: 5 ms for 20 requests at once). So an
-        idle connection stops its transport's reading and watches a duplicate of its descriptor instead:
+        idle connection stops its transport's reading and watches a duplicate of its descriptor instead
+        (:class:`listener.ArrivalWatch`, as the listener does for a new one):
         when bytes arrive, a peek takes their stamp (:func:`receive_stamps.waiting_since`), and the
         transport reads them as before."""
-        if not self.stamped or self.closed or self.watch_fd >= 0:
+        if not self.stamped or self.closed or self.watch is not None:
             return
         try:
-            self.watch_fd = os.dup(self.fd)
-            asyncio.get_running_loop().add_reader(self.watch_fd, self._bytes_came)
+            self.watch = ArrivalWatch(asyncio.get_running_loop(), self.fd, self._bytes_came)
         except (OSError, RuntimeError, ValueError):
-            self._unwatch()
             return
         self.transport.pause_reading()
 
-    def _bytes_came(self) -> None:
-        if self.watch_fd >= 0 and not self.buf:
-            self.buf_since = receive_stamps.waiting_since(self.watch_fd) or 0.0  # 0: an EOF, or no stamp
-        self._unwatch()
+    def _bytes_came(self, arrived: float) -> None:
+        self.watch = None
+        if not self.buf:
+            self.buf_since = arrived  # 0.0: an EOF, or no stamp
         if not self.closed:
             self.transport.resume_reading()
 
-    def _unwatch(self) -> None:
-        fd, self.watch_fd = self.watch_fd, -1
-        if fd >= 0:
-            try:
-                asyncio.get_running_loop().remove_reader(fd)
-            except RuntimeError:  # the loop is closing
-                pass
-            os.close(fd)
-
     def connection_lost(self, exc) -> None:
         self.closed = True
-        self._unwatch()
+        if self.watch is not None:
+            self.watch.cancel()
+            self.watch = None
         if self.task is not None and not self.task.done():
             self.task.cancel()
         if self.on_close:

@@ -28,6 +28,36 @@ ACCEPTS_PER_WAKE = 256  # connections accepted per readiness of a listening sock
 OUT_OF_DESCRIPTORS_PAUSE_S = 1.0  # EMFILE/ENFILE: stop accepting this long (the backlog keeps the rest)
 
 
+class ArrivalWatch:
+    """Waits for the next bytes (or an EOF) on socket ``fd`` through a duplicate of it, so that the event
+    loop's transport, which owns ``fd``, does not read them first; then calls ``then(arrived)`` with their
+    kernel stamp (time.monotonic(); 0.0 without one) and leaves the bytes for the transport. ``cancel()``
+    stops it. OSError when the duplicate cannot be made."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, then: Callable[[float], None]):
+        self.loop, self.then = loop, then
+        self.fd = os.dup(fd)
+        try:
+            loop.add_reader(self.fd, self._ready)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def _ready(self) -> None:
+        arrived = receive_stamps.waiting_since(self.fd) or 0.0
+        self.cancel()
+        self.then(arrived)
+
+    def cancel(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            try:
+                self.loop.remove_reader(fd)
+            except RuntimeError:  # the loop is closing
+                pass
+            os.close(fd)
+
+
 class StampedListener:
     """Accepts on ``cfg``'s address and gives each connection to ``factory(arrived)`` (``arrived``: when its
     first request's bytes reached the machine as time.monotonic(), 0.0 when the kernel stamped none)."""
@@ -36,11 +66,12 @@ class StampedListener:
         self.factory = factory
         self.loop = asyncio.get_running_loop()
         self.sockets = _bind(host, port, backlog)
-        self.waiting: dict[int, socket.socket] = {}  # watched descriptor (a dup) -> its accepted socket
+        self.waiting: dict[ArrivalWatch, socket.socket] = {}  # accepted sockets whose first request has not come
         self.tasks: set[asyncio.Task] = set()
         self.closed = False
+        # accepted sockets inherit it: stamped from their first packet
+        self.stamped = all([receive_stamps.enable(sock) for sock in self.sockets])
         for sock in self.sockets:
-            receive_stamps.enable(sock)  # accepted sockets inherit it: stamped from their first packet
             self.loop.add_reader(sock.fileno(), self._accept, sock)
 
     def _accept(self, listener: socket.socket) -> None:
@@ -58,7 +89,7 @@ class StampedListener:
                 return  # ECONNABORTED and the like: that one client is gone
             conn.setblocking(False)
             arrived = receive_stamps.waiting_since(conn.fileno())
-            if arrived is not None or not receive_stamps.CMSG_SPACE:
+            if arrived is not None or not self.stamped:
                 self._hand_over(conn, arrived or 0.0)
             else:
                 self._watch(conn)
@@ -69,20 +100,15 @@ class StampedListener:
 
     def _watch(self, conn: socket.socket) -> None:
         try:
-            fd = os.dup(conn.fileno())
+            watch = ArrivalWatch(self.loop, conn.fileno(), lambda arrived: self._first_bytes(watch, conn, arrived))
         except OSError:
             self._hand_over(conn, 0.0)
             return
-        self.waiting[fd] = conn
-        self.loop.add_reader(fd, self._first_bytes, fd)
+        self.waiting[watch] = conn
 
-    def _first_bytes(self, fd: int) -> None:
-        conn = self.waiting.pop(fd, None)
-        arrived = receive_stamps.waiting_since(fd)  # None: an EOF (the transport then sees it) or no stamp
-        self.loop.remove_reader(fd)
-        os.close(fd)
-        if conn is not None:
-            self._hand_over(conn, arrived or 0.0)
+    def _first_bytes(self, watch: ArrivalWatch, conn: socket.socket, arrived: float) -> None:
+        if self.waiting.pop(watch, None) is not None:  # (an EOF: handed over too, the transport then sees it)
+            self._hand_over(conn, arrived)
 
     def _hand_over(self, conn: socket.socket, arrived: float) -> None:
         if self.closed:
@@ -107,9 +133,8 @@ class StampedListener:
         for sock in self.sockets:
             self.loop.remove_reader(sock.fileno())
             sock.close()
-        for fd, conn in list(self.waiting.items()):
-            self.loop.remove_reader(fd)
-            os.close(fd)
+        for watch, conn in list(self.waiting.items()):
+            watch.cancel()
             conn.close()
         self.waiting.clear()
         for task in list(self.tasks):
