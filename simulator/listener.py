@@ -69,7 +69,8 @@ class StampedListener:
         self.waiting: dict[ArrivalWatch, socket.socket] = {}  # accepted sockets whose first request has not come
         self.tasks: set[asyncio.Task] = set()
         self.closed = False
-        # accepted sockets inherit it: stamped from their first packet
+        # accepted sockets inherit it: stamped from their first packet (a list, not a generator: every
+        # listening socket is asked, also after one that could not be stamped)
         self.stamped = all([receive_stamps.enable(sock) for sock in self.sockets])
         for sock in self.sockets:
             self.loop.add_reader(sock.fileno(), self._accept, sock)
